@@ -1,0 +1,180 @@
+"""Settings: one frozen object built from the environment, passed down explicitly.
+
+Nothing else in the package reads ``os.environ``. Every field names its environment variable in
+its metadata; a bad value raises :class:`~arcyou_trio.errors.ConfigError` naming that variable,
+which the entry points turn into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import attrs
+import cattrs
+
+from arcyou_trio.errors import ConfigError
+
+DEV_PLACEHOLDER = "dev-placeholder"
+
+
+class PubSubMode(enum.Enum):
+    """How the worker publishes and the gateway subscribes (seed §6)."""
+
+    GLOBAL = "global"
+    PERCONV = "perconv"
+
+
+def _env(name: str, default: Any, *, validator: Any = None, secret: bool = False) -> Any:
+    return attrs.field(
+        default=default, validator=validator, repr=not secret, metadata={"env": name}
+    )
+
+
+def _check(test: Callable[[Any], bool], problem: str) -> Callable[[Any, Any, Any], None]:
+    def validate(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not test(value):
+            raise ConfigError(attribute.metadata["env"], f"{problem}, got {value!r}")
+
+    return validate
+
+
+_positive = _check(lambda v: v > 0, "must be a positive integer")
+_port = _check(lambda v: 0 <= v <= 65535, "must be a TCP port (0-65535)")
+
+
+@attrs.frozen
+class Settings:
+    """All runtime settings. Units are in the field names."""
+
+    database_url: str = _env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
+                             secret=True)
+    redis_url: str = _env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
+    host: str = _env("HOST", "0.0.0.0")
+    port: int = _env("PORT", 8080, validator=_port)
+    jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
+    pubsub_mode: PubSubMode = _env("PUBSUB_MODE", PubSubMode.GLOBAL)
+    max_body_bytes: int = _env("MAX_BODY_BYTES", 65536, validator=_positive)
+    max_text_chars: int = _env("MAX_TEXT_CHARS", 4000, validator=_positive)
+    rl_bucket_capacity: int = _env("RL_BUCKET_CAPACITY", 30, validator=_positive)
+    rl_refill_ms: int = _env("RL_REFILL_MS", 10000, validator=_positive)
+    ws_send_high_water_bytes: int = _env("WS_SEND_HIGH_WATER", 1 << 20, validator=_positive)
+    auth_timeout_ms: int = _env("AUTH_TIMEOUT_MS", 10000, validator=_positive)
+    max_rooms_per_connection: int = _env("MAX_ROOMS_PER_CONNECTION", 1000, validator=_positive)
+    backfill_limit: int = _env("BACKFILL_LIMIT", 500, validator=_positive)
+    backoff_base_ms: int = _env("BACKOFF_BASE_MS", 500, validator=_positive)
+    backoff_cap_ms: int = _env("BACKOFF_CAP_MS", 30000, validator=_positive)
+    max_attempts: int = _env("MAX_ATTEMPTS", 20, validator=_positive)
+    outbox_poll_ms: int = _env("OUTBOX_POLL_MS", 1000, validator=_positive)
+    outbox_batch_size: int = _env("OUTBOX_BATCH_SIZE", 200, validator=_positive)
+    outbox_lease_ms: int = _env("OUTBOX_LEASE_MS", 30000, validator=_positive)
+    db_pool_size: int = _env("DB_POOL_SIZE", 8, validator=_positive)
+    db_timeout_ms: int = _env("DB_TIMEOUT_MS", 5000, validator=_positive)
+    shutdown_grace_ms: int = _env("SHUTDOWN_GRACE_MS", 10000, validator=_positive)
+    worker_id: str = _env("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}")
+    log_level: str = _env(
+        "LOG_LEVEL",
+        "INFO",
+        validator=_check(
+            lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"},
+            "must be one of DEBUG, INFO, WARNING, ERROR",
+        ),
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.backoff_cap_ms < self.backoff_base_ms:
+            raise ConfigError("BACKOFF_CAP_MS", "must be >= BACKOFF_BASE_MS")
+
+    @property
+    def dev_auth(self) -> bool:
+        """True when tokens are plain user UUIDs (``JWT_PUBLIC_KEY=dev-placeholder``)."""
+        return self.jwt_public_key == DEV_PLACEHOLDER
+
+    def require_auth_key(self) -> str:
+        """The gateway cannot start without an auth mode chosen explicitly."""
+        if not self.jwt_public_key:
+            raise ConfigError(
+                "JWT_PUBLIC_KEY",
+                "required: a PEM public key, or 'dev-placeholder' for development",
+            )
+        return self.jwt_public_key
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        env = dict(os.environ if environ is None else environ)
+        raw: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            name = field.metadata["env"]
+            value = env.get(name)
+            if value is None or value.strip() == "":
+                continue
+            raw[field.name] = _structure(name, value.strip(), field.type)
+        if "database_url" not in raw:
+            built = _database_url_from_parts(env)
+            if built is not None:
+                raw["database_url"] = built
+        raw["redis_url"] = _with_redis_password(
+            raw.get("redis_url", attrs.fields(cls).redis_url.default), env.get("REDIS_PASSWORD")
+        )
+        _check_url("DATABASE_URL", raw.get("database_url"), {"postgresql", "postgres"})
+        _check_url("REDIS_URL", raw["redis_url"], {"redis", "rediss", "unix"})
+        return cls(**raw)
+
+
+_converter = cattrs.Converter()
+
+
+def _structure(name: str, value: str, type_: Any) -> Any:
+    try:
+        if type_ is int:
+            return int(value, 10)
+        if isinstance(type_, type) and issubclass(type_, enum.Enum):
+            return _converter.structure(value.lower(), type_)
+        return _converter.structure(value, str)
+    except (ValueError, TypeError, cattrs.BaseValidationError):
+        if type_ is int:
+            raise ConfigError(name, f"must be an integer, got {value!r}") from None
+        choices = " | ".join(m.value for m in type_)
+        raise ConfigError(name, f"must be one of {choices}, got {value!r}") from None
+
+
+def _database_url_from_parts(env: Mapping[str, str]) -> str | None:
+    user = env.get("POSTGRES_USER")
+    if not user:
+        return None
+    password = env.get("POSTGRES_PASSWORD", "")
+    host = env.get("POSTGRES_HOST", "127.0.0.1")
+    port = env.get("POSTGRES_PORT", "5432")
+    if not port.isdigit():
+        raise ConfigError("POSTGRES_PORT", f"must be an integer, got {port!r}")
+    db = env.get("POSTGRES_DB", user)
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    return f"postgresql://{auth}@{host}:{port}/{quote(db, safe='')}"
+
+
+def _with_redis_password(url: str, password: str | None) -> str:
+    if not password:
+        return url
+    parts = urlsplit(url)
+    if parts.password:
+        return url
+    netloc = f":{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_url(name: str, url: str | None, schemes: set[str]) -> None:
+    if url is None:
+        return
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ConfigError(
+            name, f"must be a URL with scheme {' or '.join(sorted(schemes))}, got {scheme!r}"
+        )
+
+
+attrs.resolve_types(Settings)

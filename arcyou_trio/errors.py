@@ -1,0 +1,56 @@
+"""The exception hierarchy of arcyou-trio.
+
+Every error we raise on purpose derives from :class:`ArcyouError`. Adapters (``store``,
+``bus``) translate library exceptions (psycopg, redis) into these at their boundary with
+``raise ... from exc`` so callers never depend on a driver's exception types.
+"""
+
+from __future__ import annotations
+
+
+class ArcyouError(Exception):
+    """Root of every arcyou-trio error."""
+
+
+class ConfigError(ArcyouError):
+    """A setting from the environment is missing or invalid.
+
+    ``variable`` names the environment variable so that startup can print one clear line.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class ProtocolError(ArcyouError):
+    """A client frame violates the wire protocol (bad JSON, bad field, unknown op)."""
+
+
+class AuthError(ArcyouError):
+    """A token could not be verified."""
+
+
+class StoreError(ArcyouError):
+    """Base of errors raised by the PostgreSQL adapter."""
+
+
+class StoreUnavailable(StoreError):
+    """PostgreSQL could not be reached or the connection broke; retrying later may work."""
+
+
+class StoreTimeout(StoreUnavailable):
+    """A database operation did not finish in time and was cancelled server-side."""
+
+
+class MigrationError(StoreError):
+    """A schema migration failed or the migration table is inconsistent."""
+
+
+class BusError(ArcyouError):
+    """Base of errors raised by the Redis adapter."""
+
+
+class BusUnavailable(BusError):
+    """Redis could not be reached or the connection broke; retrying later may work."""
