@@ -51,8 +51,9 @@ _port = _check(lambda v: 0 <= v <= 65535, "must be a TCP port (0-65535)")
 class Settings:
     """All runtime settings. Units are in the field names."""
 
-    database_url: str = _env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
-                             secret=True)
+    database_url: str = _env(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres", secret=True
+    )
     redis_url: str = _env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     host: str = _env("HOST", "0.0.0.0")
     port: int = _env("PORT", 8080, validator=_port)

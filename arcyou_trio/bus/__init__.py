@@ -1,0 +1,5 @@
+"""The Redis adapter: Pub/Sub publish and subscribe (redis-py and trio-asyncio live only here)."""
+
+from arcyou_trio.bus.redis_bus import GLOBAL_CHANNEL, Bus, Subscriber, channel_for
+
+__all__ = ["GLOBAL_CHANNEL", "Bus", "Subscriber", "channel_for"]

@@ -1,0 +1,132 @@
+"""ChatClient: speaks the seed protocol over one WebSocket.
+
+The server answers requests in order, one reply each, and pushes ``event`` frames in between;
+a reader task splits the two streams. :meth:`ChatClient.request` sends a frame and returns the
+next reply (requests are serialised by a lock so concurrent callers cannot swap replies).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio_websocket
+
+from arcyou_trio.errors import ArcyouError
+
+
+class ClientClosed(ArcyouError):
+    """The server closed the connection; ``code`` and ``reason`` say why."""
+
+    def __init__(self, code: int | None, reason: str | None) -> None:
+        super().__init__(f"connection closed: {code} {reason or ''}".strip())
+        self.code = code
+        self.reason = reason
+
+
+class ChatClient:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, *, queue_size: int = 10_000) -> None:
+        self.ws = ws
+        self._reply_send, self._reply_recv = trio.open_memory_channel[dict[str, Any]](queue_size)
+        self._event_send, self._event_recv = trio.open_memory_channel[dict[str, Any]](queue_size)
+        self._lock = trio.Lock()
+        self.user_id: str | None = None
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(
+        cls, url: str, *, queue_size: int = 10_000, max_message_bytes: int = 16 * 1024 * 1024
+    ) -> AsyncIterator[ChatClient]:
+        async with trio_websocket.open_websocket_url(url, max_message_size=max_message_bytes) as ws:
+            client = cls(ws, queue_size=queue_size)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._read)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _read(self) -> None:
+        async with self._reply_send, self._event_send:
+            while True:
+                try:
+                    data = await self.ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    return
+                frame = json.loads(data)
+                if isinstance(frame, dict) and frame.get("op") == "event":
+                    await self._event_send.send(frame)
+                else:
+                    await self._reply_send.send(frame)
+
+    @property
+    def close_reason(self) -> trio_websocket.CloseReason | None:
+        return self.ws.closed
+
+    def _closed(self) -> ClientClosed:
+        reason = self.ws.closed
+        return ClientClosed(reason.code if reason else None, reason.reason if reason else None)
+
+    async def send_raw(self, data: str | bytes) -> None:
+        try:
+            await self.ws.send_message(data)
+        except trio_websocket.ConnectionClosed:
+            raise self._closed() from None
+
+    async def next_reply(self) -> dict[str, Any]:
+        try:
+            return await self._reply_recv.receive()
+        except trio.EndOfChannel:
+            raise self._closed() from None
+
+    async def next_event(self) -> dict[str, Any]:
+        try:
+            return await self._event_recv.receive()
+        except trio.EndOfChannel:
+            raise self._closed() from None
+
+    def pending_events(self) -> list[dict[str, Any]]:
+        """Events received so far and not yet taken, without waiting."""
+        out = []
+        while True:
+            try:
+                out.append(self._event_recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return out
+
+    async def request(self, frame: dict[str, Any] | str) -> dict[str, Any]:
+        async with self._lock:
+            await self.send_raw(frame if isinstance(frame, str) else json.dumps(frame))
+            return await self.next_reply()
+
+    async def auth(self, token: str | uuid.UUID) -> dict[str, Any]:
+        reply = await self.request({"op": "auth", "token": str(token)})
+        if reply.get("success"):
+            self.user_id = reply["userId"]
+        return reply
+
+    async def join(self, room_id: str | uuid.UUID) -> dict[str, Any]:
+        return await self.request({"op": "join", "room_id": str(room_id)})
+
+    async def send(
+        self,
+        room_id: str | uuid.UUID,
+        text: str,
+        *,
+        temp_id: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        frame: dict[str, Any] = {"op": "send", "room_id": str(room_id), "content": {"text": text}}
+        if temp_id is not None:
+            frame["temp_id"] = temp_id
+        frame.update(extra)
+        return await self.request(frame)
+
+    async def ack(self, room_id: str | uuid.UUID, last_read_message_id: int) -> dict[str, Any]:
+        return await self.request(
+            {"op": "ack", "room_id": str(room_id), "last_read_message_id": last_read_message_id}
+        )

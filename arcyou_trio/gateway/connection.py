@@ -1,0 +1,288 @@
+"""One WebSocket connection: its reader (requests, in order), its writer, and its limits.
+
+Each connection runs in its own nursery with two tasks: the reader handles one request at a
+time (so replies come back in request order) and the writer drains the connection's
+:class:`~arcyou_trio.gateway.sendqueue.SendQueue` into the socket. Everything sent — replies,
+backfill, live events — goes through that queue, so ordering holds and a slow reader only ever
+hurts itself: past ``WS_SEND_HIGH_WATER`` bytes queued, the connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import attrs
+import trio
+import trio_websocket
+
+from arcyou_trio.auth import Verifier
+from arcyou_trio.config import Settings
+from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
+from arcyou_trio.gateway.rooms import RoomHub
+from arcyou_trio.gateway.sendqueue import SendQueue
+from arcyou_trio.protocol import codec, messages
+from arcyou_trio.protocol.ratelimit import TokenBucket
+from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
+from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED, Phase, Session
+from arcyou_trio.store import Refusal, Store
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "Service temporarily unavailable"
+REPLY_NOT_FOUND = "reply_to_message_id not found in this room"
+AHEAD_OF_ROOM = "last_read_message_id is ahead of the room's last message"
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+Frame = tuple[str, int]
+
+
+@attrs.define
+class GatewayStats:
+    connections: int = 0
+    accepted: int = 0
+    closed_slow: int = 0
+    closed_auth_timeout: int = 0
+    closed_too_big: int = 0
+    errors: int = 0
+
+
+@attrs.define
+class GatewayContext:
+    """What every connection of one gateway shares."""
+
+    settings: Settings
+    store: Store
+    hub: RoomHub
+    verifier: Verifier
+    stats: GatewayStats = attrs.Factory(GatewayStats)
+
+
+def _frame(obj: dict[str, Any]) -> Frame:
+    text = codec.dumps(obj)
+    return text, len(text.encode())
+
+
+def _now_iso() -> str:
+    return codec.iso_from_epoch_ms(time.time() * 1000)
+
+
+class Connection:
+    def __init__(self, ws: trio_websocket.WebSocketConnection, peer: str, ctx: GatewayContext):
+        settings = ctx.settings
+        self.ws = ws
+        self.peer = peer
+        self.ctx = ctx
+        self.session: Session[Frame] = Session(
+            bucket=TokenBucket(settings.rl_bucket_capacity, settings.rl_refill_ms),
+            limits=Limits(max_text_chars=settings.max_text_chars),
+            max_rooms=settings.max_rooms_per_connection,
+        )
+        self.queue = SendQueue(settings.ws_send_high_water_bytes)
+        self._scope = trio.CancelScope()
+        self._close: tuple[int, str] | None = None
+        self._db_timeout_s = settings.db_timeout_ms / 1000
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._auth_deadline)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._leave_all()
+        if self._close is not None:
+            code, reason = self._close
+            with trio.move_on_after(1.0):
+                await self.ws.aclose(code, reason)
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close this connection from any task, without waiting."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self._leave_all()
+        self._scope.cancel()
+        log.info("closing connection %s: %d %s", self.peer, code, reason)
+
+    def _leave_all(self) -> None:
+        for room_id in list(self.session.rooms):
+            self.ctx.hub.remove(room_id, self)
+
+    async def _auth_deadline(self) -> None:
+        await trio.sleep(self.ctx.settings.auth_timeout_ms / 1000)
+        if self.session.phase is not Phase.READY:
+            self.ctx.stats.closed_auth_timeout += 1
+            self.kill(CLOSE_POLICY, "authentication timeout")
+
+    async def _writer(self) -> None:
+        while True:
+            frame, size = await self.queue.get()
+            try:
+                await self.ws.send_message(frame)
+            except trio_websocket.ConnectionClosed:
+                self._scope.cancel()
+                return
+            self.queue.sent(size)
+
+    def _send(self, frame: Frame) -> None:
+        if not self.queue.put(*frame):
+            self.ctx.stats.closed_slow += 1
+            self.kill(CLOSE_POLICY, "send buffer exceeded WS_SEND_HIGH_WATER")
+
+    def _reply(self, obj: dict[str, Any]) -> None:
+        self._send(_frame(obj))
+
+    # -- live events (called by the hub, never blocks) -------------------------------------
+
+    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: str, size: int) -> None:
+        try:
+            out = self.session.on_live(room_id, message_id, (frame, size))
+        except OverflowError:
+            self.kill(CLOSE_POLICY, "too many events buffered while joining")
+            return
+        if out is not None:
+            self._send(out)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        max_bytes = self.ctx.settings.max_body_bytes
+        while True:
+            try:
+                data = await self.ws.get_message()
+            except trio_websocket.ConnectionClosed:
+                return
+            # trio-websocket limits characters; the seed's limit is in bytes.
+            if (
+                isinstance(data, str)
+                and len(data) * 4 > max_bytes
+                and len(data.encode()) > max_bytes
+            ):
+                self.ctx.stats.closed_too_big += 1
+                self.kill(CLOSE_TOO_BIG, f"message larger than {max_bytes} bytes")
+                return
+            try:
+                request = self.session.receive(data, trio.current_time() * 1000)
+                await self._handle(request)
+            except RequestError as err:
+                self._reply(messages.error_reply(err))
+
+    async def _handle(self, request: Request) -> None:
+        match request:
+            case Auth():
+                self._auth(request)
+            case Join():
+                await self._join(request)
+            case Send():
+                await self._send_message(request)
+            case Ack():
+                await self._ack(request)
+
+    def _auth(self, request: Auth) -> None:
+        try:
+            user_id = self.ctx.verifier.verify(request.token)
+        except AuthError as exc:
+            log.info("auth failed from %s: %s", self.peer, exc)
+            raise RequestError("auth", UNAUTHORIZED) from None
+        self.session.authenticated(user_id)
+        self._reply(messages.auth_ok(user_id))
+
+    @property
+    def _user(self) -> uuid.UUID:
+        assert self.session.user_id is not None
+        return self.session.user_id
+
+    async def _join(self, request: Join) -> None:
+        room_id = request.room_id
+        rejoin = self.session.is_member_of(room_id)
+        self.session.begin_join(room_id)
+        try:
+            with trio.fail_after(self._db_timeout_s):
+                await self.ctx.hub.add(room_id, self)
+                backfill = await self.ctx.store.join_room(
+                    room_id, self._user, self.ctx.settings.backfill_limit
+                )
+        except (StoreError, BusUnavailable, trio.TooSlowError) as exc:
+            self._abort_join(room_id, rejoin)
+            raise self._unavailable("join", exc, room_id=room_id) from None
+        if backfill is None:
+            self._abort_join(room_id, rejoin)
+            raise RequestError("join", FORBIDDEN, room_id=str(room_id))
+        self._reply(messages.join_ok(room_id))
+        now = _now_iso()
+        frames = [
+            (
+                m.id,
+                _frame(
+                    messages.message_event(
+                        str(room_id), m.wire(), source=messages.SOURCE_BACKFILL, timestamp=now
+                    )
+                ),
+            )
+            for m in backfill
+        ]
+        for frame in self.session.end_join(room_id, frames):
+            self._send(frame)
+
+    def _abort_join(self, room_id: uuid.UUID, rejoin: bool) -> None:
+        self.session.abort_join(room_id)
+        if not rejoin:
+            self.ctx.hub.remove(room_id, self)
+
+    async def _send_message(self, request: Send) -> None:
+        try:
+            with trio.fail_after(self._db_timeout_s):
+                result = await self.ctx.store.send_message(
+                    room_id=request.room_id,
+                    user_id=self._user,
+                    type=request.type.value,
+                    content=request.content,
+                    temp_id=request.temp_id,
+                    reply_to=request.reply_to_message_id,
+                )
+        except (StoreError, trio.TooSlowError) as exc:
+            raise self._unavailable("send", exc, temp_id=request.temp_id) from None
+        if result is Refusal.NOT_MEMBER:
+            raise RequestError("send", FORBIDDEN, request.temp_id, str(request.room_id))
+        if result is Refusal.REPLY_NOT_FOUND:
+            raise RequestError("send", REPLY_NOT_FOUND, request.temp_id, str(request.room_id))
+        assert not isinstance(result, Refusal)
+        self._reply(messages.send_ok(result.id, request.temp_id))
+
+    async def _ack(self, request: Ack) -> None:
+        try:
+            with trio.fail_after(self._db_timeout_s):
+                result = await self.ctx.store.ack(
+                    request.room_id, self._user, request.last_read_message_id
+                )
+        except (StoreError, trio.TooSlowError) as exc:
+            raise self._unavailable("ack", exc, room_id=request.room_id) from None
+        if result is Refusal.NOT_MEMBER:
+            raise RequestError("ack", FORBIDDEN, room_id=str(request.room_id))
+        if result is Refusal.AHEAD_OF_ROOM:
+            raise RequestError("ack", AHEAD_OF_ROOM, room_id=str(request.room_id))
+        assert isinstance(result, int)
+        self._reply(messages.ack_ok(request.room_id, result))
+
+    def _unavailable(
+        self,
+        op: str,
+        exc: BaseException,
+        *,
+        temp_id: str | None = None,
+        room_id: uuid.UUID | None = None,
+    ) -> RequestError:
+        self.ctx.stats.errors += 1
+        log.warning("%s failed for %s: %s", op, self.peer, exc or type(exc).__name__)
+        return RequestError(op, UNAVAILABLE, temp_id, None if room_id is None else str(room_id))

@@ -1,0 +1,97 @@
+"""The gateway: HTTP front + WebSocket connections + room fan-out under one nursery.
+
+``serve_gateway`` follows trio's ``serve_*`` convention: it reports ``started(listeners)`` once
+the port is bound and Redis (global mode) is subscribed, and runs until cancelled. One bad
+connection can never take the server down: the per-connection handler logs and contains any
+exception that is not a cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+import trio_websocket
+
+from arcyou_trio.auth import Verifier
+from arcyou_trio.bus import Bus
+from arcyou_trio.config import Settings
+from arcyou_trio.gateway.connection import (
+    CLOSE_INTERNAL,
+    Connection,
+    GatewayContext,
+)
+from arcyou_trio.gateway.http_front import make_handler
+from arcyou_trio.gateway.rooms import RoomHub
+from arcyou_trio.store import Store
+
+log = logging.getLogger(__name__)
+
+HEALTH_OK = (200, b'{"ok":true}')
+
+
+def _contained(
+    handler: Callable[[trio.SocketStream], Awaitable[None]], ctx: GatewayContext
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    async def run(stream: trio.SocketStream) -> None:
+        try:
+            await handler(stream)
+        except Exception:  # a bug serving one client must not stop the others
+            ctx.stats.errors += 1
+            log.exception("connection handler failed")
+
+    return run
+
+
+async def serve_gateway(
+    settings: Settings,
+    store: Store,
+    bus: Bus,
+    verifier: Verifier,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with bus.subscriber() as subscriber:
+        hub = RoomHub(settings.pubsub_mode, subscriber)
+        ctx = GatewayContext(settings=settings, store=store, hub=hub, verifier=verifier)
+
+        async def on_websocket(ws: trio_websocket.WebSocketConnection, peer: str) -> None:
+            ctx.stats.connections += 1
+            ctx.stats.accepted += 1
+            conn = Connection(ws, peer, ctx)
+            try:
+                await conn.run()
+            except Exception:
+                ctx.stats.errors += 1
+                log.exception("connection %s failed", peer)
+                with trio.move_on_after(1):
+                    await ws.aclose(CLOSE_INTERNAL, "internal error")
+            finally:
+                ctx.stats.connections -= 1
+
+        handler = make_handler(
+            on_websocket=on_websocket,
+            health=lambda: HEALTH_OK,
+            max_message_bytes=settings.max_body_bytes,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run_listener)
+            listeners: list[trio.SocketListener] = await nursery.start(
+                partial(trio.serve_tcp, _contained(handler, ctx), settings.port, host=settings.host)
+            )
+            for listener in listeners:
+                host, port, *_ = listener.socket.getsockname()
+                log.info(
+                    "gateway listening on %s:%d (pubsub %s)", host, port, settings.pubsub_mode.value
+                )
+            task_status.started(listeners)
+
+
+async def run_gateway(settings: Settings, verifier: Verifier) -> None:
+    """The whole gateway process: open the adapters, serve until cancelled."""
+    if verifier.dev_mode:
+        log.warning("JWT_PUBLIC_KEY=dev-placeholder: any UUID is accepted as a token (dev only)")
+    async with Store.open(settings) as store, Bus.open(settings.redis_url) as bus:
+        await serve_gateway(settings, store, bus, verifier)

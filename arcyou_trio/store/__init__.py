@@ -1,0 +1,7 @@
+"""The PostgreSQL adapter: pool, all SQL, schema migrations (psycopg lives only here)."""
+
+from arcyou_trio.store.db import Store
+from arcyou_trio.store.migrate import apply as apply_migrations
+from arcyou_trio.store.queries import OutboxRow, Refusal
+
+__all__ = ["OutboxRow", "Refusal", "Store", "apply_migrations"]
