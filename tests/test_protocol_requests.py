@@ -374,19 +374,53 @@ field_values = {
     "last_read_message_id": id_like,
     "reply_to_message_id": id_like,
 }
-known_ops = st.sampled_from(["auth", "join", "send", "ack"])
-# Weighted towards known ops and plausible field values so every branch of validate() is hit.
-op_frames = st.fixed_dictionaries(
-    {"op": st.one_of(known_ops, known_ops, known_ops, st.just("other"), json_scalars)},
-    optional={
-        **{
-            name: st.one_of(strategy, strategy, strategy, json_values)
-            for name, strategy in field_values.items()
+
+
+def _frames_with_op(op: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    # Every request field may appear, with a plausible value or any JSON value, plus extras.
+    return st.fixed_dictionaries(
+        {"op": op},
+        optional={
+            **{name: st.one_of(strategy, json_values) for name, strategy in field_values.items()},
+            "extra": json_values,
         },
-        "extra": json_values,
+    )
+
+
+op_frames = _frames_with_op(st.sampled_from(["auth", "join", "send", "ack"]))
+odd_op_frames = _frames_with_op(st.one_of(st.just("other"), json_scalars))
+VALID_FRAMES = [
+    {"op": "auth", "token": "tok"},
+    {"op": "join", "room_id": ROOM},
+    {"op": "ack", "room_id": ROOM, "last_read_message_id": 9},
+    {
+        "op": "send",
+        "room_id": ROOM,
+        "content": {"text": "hi"},
+        "type": "text",
+        "temp_id": "t",
+        "reply_to_message_id": 2,
     },
-)
-frames = st.one_of(json_values, op_frames)
+]
+
+
+@st.composite
+def near_valid_frames(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid frame with up to two fields deleted or replaced (plausibly or arbitrarily)."""
+    frame = dict(draw(st.sampled_from(VALID_FRAMES)))
+    for _ in range(draw(st.integers(min_value=0, max_value=2))):
+        name = draw(st.sampled_from([*field_values, "op"]))
+        action = draw(st.sampled_from(["delete", "plausible", "any"]))
+        if action == "delete":
+            frame.pop(name, None)
+        elif action == "plausible" and name in field_values:
+            frame[name] = draw(field_values[name])
+        else:
+            frame[name] = draw(json_values)
+    return frame
+
+
+frames = st.one_of(json_values, op_frames, odd_op_frames, near_valid_frames())
 
 
 def _check_outcome(obj: Any, limits: Limits) -> None:
@@ -435,6 +469,20 @@ def test_arbitrary_json_never_raises_anything_else(obj: Any) -> None:
 @given(obj=op_frames, max_text_chars=st.integers(min_value=1, max_value=5000))
 def test_arbitrary_op_frames_never_raise_anything_else(obj: Any, max_text_chars: int) -> None:
     _check_outcome(obj, Limits(max_text_chars=max_text_chars))
+
+
+@settings(FAST, max_examples=400)
+@given(obj=near_valid_frames(), max_text_chars=st.integers(min_value=1, max_value=5000))
+def test_near_valid_frames_never_raise_anything_else(obj: Any, max_text_chars: int) -> None:
+    _check_outcome(obj, Limits(max_text_chars=max_text_chars))
+
+
+@FAST
+@given(obj=odd_op_frames)
+def test_unknown_or_malformed_op_is_rejected(obj: Any) -> None:
+    err = _error(obj)
+    assert err.error == ("op required" if obj["op"] is None else "unknown op")
+    assert err.op == op_of(obj)
 
 
 @FAST
