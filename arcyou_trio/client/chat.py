@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
@@ -28,12 +29,50 @@ class ClientClosed(ArcyouError):
         self.reason = reason
 
 
+def _split_ws_url(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ValueError(f"expected a ws:// URL, got {url!r}")
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, parts.port or 80, resource
+
+
+@asynccontextmanager
+async def open_websocket(
+    url: str, *, max_message_bytes: int = 16 * 1024 * 1024, message_queue_size: int = 1
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """A client WebSocket whose TCP stream is closed however the WebSocket ends.
+
+    (trio-websocket's own ``open_websocket_url`` leaves the socket open when the server closed
+    the WebSocket first.)
+    """
+    host, port, resource = _split_ws_url(url)
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream, trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(
+            nursery,
+            stream,
+            host,
+            resource,
+            max_message_size=max_message_bytes,
+            message_queue_size=message_queue_size,
+        )
+        try:
+            yield ws
+        finally:
+            with trio.move_on_after(2) as scope:
+                scope.shield = True
+                await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
 class ChatClient:
     def __init__(self, ws: trio_websocket.WebSocketConnection, *, queue_size: int = 10_000) -> None:
         self.ws = ws
         self._reply_send, self._reply_recv = trio.open_memory_channel[dict[str, Any]](queue_size)
         self._event_send, self._event_recv = trio.open_memory_channel[dict[str, Any]](queue_size)
         self._lock = trio.Lock()
+        self._closed = trio.Event()
         self.user_id: str | None = None
 
     @classmethod
@@ -41,7 +80,7 @@ class ChatClient:
     async def connect(
         cls, url: str, *, queue_size: int = 10_000, max_message_bytes: int = 16 * 1024 * 1024
     ) -> AsyncIterator[ChatClient]:
-        async with trio_websocket.open_websocket_url(url, max_message_size=max_message_bytes) as ws:
+        async with open_websocket(url, max_message_bytes=max_message_bytes) as ws:
             client = cls(ws, queue_size=queue_size)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client._read)
@@ -56,6 +95,7 @@ class ChatClient:
                 try:
                     data = await self.ws.get_message()
                 except trio_websocket.ConnectionClosed:
+                    self._closed.set()
                     return
                 frame = json.loads(data)
                 if isinstance(frame, dict) and frame.get("op") == "event":
@@ -67,7 +107,14 @@ class ChatClient:
     def close_reason(self) -> trio_websocket.CloseReason | None:
         return self.ws.closed
 
-    def _closed(self) -> ClientClosed:
+    async def wait_closed(self) -> trio_websocket.CloseReason:
+        """Wait until the server closes the connection; return its code and reason."""
+        await self._closed.wait()
+        reason = self.ws.closed
+        assert reason is not None
+        return reason
+
+    def _closed_error(self) -> ClientClosed:
         reason = self.ws.closed
         return ClientClosed(reason.code if reason else None, reason.reason if reason else None)
 
@@ -75,19 +122,19 @@ class ChatClient:
         try:
             await self.ws.send_message(data)
         except trio_websocket.ConnectionClosed:
-            raise self._closed() from None
+            raise self._closed_error() from None
 
     async def next_reply(self) -> dict[str, Any]:
         try:
             return await self._reply_recv.receive()
         except trio.EndOfChannel:
-            raise self._closed() from None
+            raise self._closed_error() from None
 
     async def next_event(self) -> dict[str, Any]:
         try:
             return await self._event_recv.receive()
         except trio.EndOfChannel:
-            raise self._closed() from None
+            raise self._closed_error() from None
 
     def pending_events(self) -> list[dict[str, Any]]:
         """Events received so far and not yet taken, without waiting."""

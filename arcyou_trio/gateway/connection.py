@@ -40,6 +40,9 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
+# How long a closing connection may take to finish the frame in flight and say goodbye.
+FLUSH_GRACE_S = 2.0
+
 Frame = tuple[str, int]
 
 
@@ -85,25 +88,32 @@ class Connection:
             max_rooms=settings.max_rooms_per_connection,
         )
         self.queue = SendQueue(settings.ws_send_high_water_bytes)
-        self._scope = trio.CancelScope()
+        self._reader_scope = trio.CancelScope()
         self._close: tuple[int, str] | None = None
+        self._mid_frame = False
         self._db_timeout_s = settings.db_timeout_ms / 1000
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._writer)
-                    nursery.start_soon(self._auth_deadline)
-                    await self._reader()
-                    nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                with self._reader_scope:
+                    async with trio.open_nursery() as reader:
+                        reader.start_soon(self._auth_deadline)
+                        await self._reader()
+                        reader.cancel_scope.cancel()
+                # The reader is done (client left, or kill()): let the writer finish the frame
+                # it is in the middle of, then stop it. A peer that does not read even that much
+                # within the grace period loses the connection without a close frame.
+                self.queue.close(drop=self._close is not None)
+                nursery.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
         finally:
             self._leave_all()
-        if self._close is not None:
+        if self._close is not None and not self._mid_frame:
             code, reason = self._close
-            with trio.move_on_after(1.0):
+            with trio.move_on_after(FLUSH_GRACE_S):
                 await self.ws.aclose(code, reason)
 
     def kill(self, code: int, reason: str) -> None:
@@ -112,7 +122,8 @@ class Connection:
             return
         self._close = (code, reason)
         self._leave_all()
-        self._scope.cancel()
+        self.queue.close(drop=True)
+        self._reader_scope.cancel()
         log.info("closing connection %s: %d %s", self.peer, code, reason)
 
     def _leave_all(self) -> None:
@@ -126,13 +137,17 @@ class Connection:
             self.kill(CLOSE_POLICY, "authentication timeout")
 
     async def _writer(self) -> None:
-        while True:
-            frame, size = await self.queue.get()
+        while (item := await self.queue.get()) is not None:
+            frame, size = item
+            # If we are cancelled while a frame is half written, the stream is no longer a valid
+            # WebSocket: no close frame may follow it.
+            self._mid_frame = True
             try:
                 await self.ws.send_message(frame)
             except trio_websocket.ConnectionClosed:
-                self._scope.cancel()
+                self._reader_scope.cancel()
                 return
+            self._mid_frame = False
             self.queue.sent(size)
 
     def _send(self, frame: Frame) -> None:
