@@ -59,6 +59,7 @@ class Settings:
     port: int = _env("PORT", 8080, validator=_port)
     jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
     pubsub_mode: PubSubMode = _env("PUBSUB_MODE", PubSubMode.GLOBAL)
+    redis_channel_prefix: str = _env("REDIS_CHANNEL_PREFIX", "")
     max_body_bytes: int = _env("MAX_BODY_BYTES", 65536, validator=_positive)
     max_text_chars: int = _env("MAX_TEXT_CHARS", 4000, validator=_positive)
     rl_bucket_capacity: int = _env("RL_BUCKET_CAPACITY", 30, validator=_positive)
@@ -151,7 +152,7 @@ def _database_url_from_parts(env: Mapping[str, str]) -> str | None:
     password = env.get("POSTGRES_PASSWORD", "")
     host = env.get("POSTGRES_HOST", "127.0.0.1")
     port = env.get("POSTGRES_PORT", "5432")
-    if not port.isdigit():
+    if not (port.isascii() and port.isdigit()):
         raise ConfigError("POSTGRES_PORT", f"must be an integer, got {port!r}")
     db = env.get("POSTGRES_DB", user)
     auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
@@ -161,17 +162,24 @@ def _database_url_from_parts(env: Mapping[str, str]) -> str | None:
 def _with_redis_password(url: str, password: str | None) -> str:
     if not password:
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError("REDIS_URL", f"not a valid URL ({exc})") from None
     if parts.password:
         return url
-    netloc = f":{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    user = quote(parts.username, safe="") if parts.username else ""
+    netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _check_url(name: str, url: str | None, schemes: set[str]) -> None:
     if url is None:
         return
-    scheme = urlsplit(url).scheme
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:
+        raise ConfigError(name, f"not a valid URL ({exc})") from None
     if scheme not in schemes:
         raise ConfigError(
             name, f"must be a URL with scheme {' or '.join(sorted(schemes))}, got {scheme!r}"

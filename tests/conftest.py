@@ -103,6 +103,8 @@ def settings(database_url: str, redis_url: str, pubsub_mode: PubSubMode) -> Sett
             "MAX_ATTEMPTS": "3",
             "DB_POOL_SIZE": "4",
             "WORKER_ID": f"test-worker-{uuid.uuid4().hex[:6]}",
+            # Test runs (and tests) sharing one Redis must not hear each other's events.
+            "REDIS_CHANNEL_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",
         }
     )
 

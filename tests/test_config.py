@@ -259,15 +259,6 @@ def test_database_url_parts_survive_quoting(user: str, password: str, db: str) -
     assert unquote(parts.path[1:]) == db
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG config.py _database_url_from_parts: POSTGRES_PORT is checked with str.isdigit(), "
-        "which accepts non-ASCII digits (fullwidth '5432', superscript 2), so they end up in "
-        "DATABASE_URL instead of raising ConfigError('POSTGRES_PORT', ...)"
-    ),
-)
 @pytest.mark.parametrize("port", ["\uff15\uff14\uff13\uff12", "\u00b2"], ids=["fullwidth", "sup2"])
 def test_postgres_port_must_be_ascii_digits(port: str) -> None:
     try:
@@ -316,15 +307,6 @@ def test_empty_redis_password_changes_nothing() -> None:
     assert Settings.from_env(env).redis_url == "redis://cache:6379/0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG config.py _with_redis_password: a REDIS_URL with a username but no password loses "
-        "the username: redis://alice@cache:6379/0 + REDIS_PASSWORD=s3cret gives "
-        "redis://:s3cret@cache:6379/0 instead of redis://alice:s3cret@cache:6379/0"
-    ),
-)
 def test_redis_password_keeps_the_username() -> None:
     env = {"REDIS_URL": "redis://alice@cache:6379/0", "REDIS_PASSWORD": "s3cret"}
     assert Settings.from_env(env).redis_url == "redis://alice:s3cret@cache:6379/0"
@@ -374,15 +356,6 @@ def test_bad_redis_scheme_with_password() -> None:
     assert err.variable == "REDIS_URL"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "BUG config.py _check_url/_with_redis_password: urlsplit() raises a bare "
-        "ValueError('Invalid IPv6 URL') for a malformed URL such as postgresql://u:p@[bad/db, "
-        "which escapes as a traceback instead of ConfigError naming DATABASE_URL/REDIS_URL"
-    ),
-)
 @pytest.mark.parametrize(
     ("variable", "env"),
     [

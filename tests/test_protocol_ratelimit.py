@@ -176,15 +176,6 @@ def test_full_again_after_idle_of_refill_ms(
     assert not bucket.try_take(later)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG ratelimit.py _refill: with a fractional-millisecond clock, (t0 + refill_ms) - t0 "
-        "can round below refill_ms, so after an idle period of refill_ms the bucket holds "
-        "29.99999999999... tokens and only 29 of 30 takes succeed"
-    ),
-)
 @pytest.mark.parametrize(
     ("capacity", "refill_ms", "t0"),
     [(30, 10_000, 515_825.96), (30, 10_000, 8_379_532.608), (1, 1, 2.6708148938251295e-12)],
@@ -250,25 +241,11 @@ def _drain_then_wait_loop(capacity: int, refill_ms: int, rounds: int) -> list[bo
     return outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG ratelimit.py retry_after_ms/_refill: float rounding; after waiting exactly "
-        "retry_after_ms the bucket holds 0.9999999999999999 tokens and try_take fails "
-        "(TokenBucket(3, 100): 3rd wait lands at now=100.0, tokens=0.9999999999999999)"
-    ),
-)
 @pytest.mark.parametrize(("capacity", "refill_ms"), [(3, 100), (30, 10_000)])
 def test_take_after_exact_retry_after_succeeds_regression(capacity: int, refill_ms: int) -> None:
     assert all(_drain_then_wait_loop(capacity, refill_ms, rounds=10))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG ratelimit.py: waiting exactly retry_after_ms may not be enough (float rounding)",
-)
 @FAST
 @given(capacity=capacities, refill_ms=refills, t0=starts, steps=forward_steps)
 @example(capacity=3, refill_ms=100, t0=0.0, steps=[(0.0, 3), *[(0.0, 0)] * 3]).via("regression")

@@ -378,15 +378,6 @@ def test_fresh_join_after_abort_starts_from_scratch() -> None:
     assert session.end_join(ROOM, [(1, 1)]) == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG session.py abort_join: a never-joined room is kept (joining=False) when live "
-        "events were buffered during the failed join, so the connection keeps receiving the "
-        "room's live events and is_member_of() stays True (e.g. after 'Forbidden: not a member')"
-    ),
-)
 def test_abort_join_forgets_never_joined_room_even_with_buffered_events() -> None:
     session = _ready()
     session.begin_join(ROOM)
@@ -396,14 +387,6 @@ def test_abort_join_forgets_never_joined_room_even_with_buffered_events() -> Non
     assert session.on_live(ROOM, 6, 6) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG session.py abort_join: 'joined before' is inferred from backfilled_upto/buffered; "
-        "a room whose earlier join had an empty backfill is deleted when a re-join fails"
-    ),
-)
 def test_abort_join_keeps_previously_joined_room_with_empty_backfill() -> None:
     session = _ready()
     session.begin_join(ROOM)
@@ -415,15 +398,6 @@ def test_abort_join_keeps_previously_joined_room_with_empty_backfill() -> None:
     assert session.on_live(ROOM, 2, 2) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG session.py end_join/on_live: only backfilled ids are remembered (backfilled_upto), "
-        "not live-delivered ones, so a re-join's backfill re-delivers messages already "
-        "delivered live (joined with [1,2], live 3 delivered, re-join backfill [1,2,3] -> [3])"
-    ),
-)
 def test_rejoin_does_not_redeliver_live_events() -> None:
     session = _ready()
     session.begin_join(ROOM)
@@ -433,15 +407,6 @@ def test_rejoin_does_not_redeliver_live_events() -> None:
     assert session.end_join(ROOM, [(1, 1), (2, 2), (3, 3)]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG session.py abort_join: live events buffered during a failed re-join stay in "
-        "cursor.buffered (neither delivered nor dropped) and surface at the next end_join, "
-        "after newer events: delivered order 1, 3, 2"
-    ),
-)
 def test_failed_rejoin_does_not_reorder_live_events() -> None:
     session = _ready()
     session.begin_join(ROOM)
@@ -512,7 +477,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             self.live_while_joining.append(message_id)
         elif not self.member:
             assert frame is None, "no delivery for a room that is not joined"
-        elif message_id > max(self.delivered, default=0):
+        elif message_id > max(*self.delivered, getattr(self, "read_mark", 0), 0):
             assert frame == message_id, "a live event newer than anything delivered is delivered"
         if frame is not None:
             assert frame == message_id
@@ -531,16 +496,20 @@ class DeliveryMachine(RuleBasedStateMachine):
     @rule(
         read_mark=st.integers(min_value=0, max_value=40),
         limit=st.integers(min_value=1, max_value=8),
-        newest=st.booleans(),
     )
-    def end_join(self, read_mark: int, limit: int, newest: bool) -> None:
+    def end_join(self, read_mark: int, limit: int) -> None:
+        # The store's backfill: the oldest ``limit`` messages after the read mark, ascending.
+        # The read mark only moves forward (ack is monotonic in the database) and never past
+        # the room's last committed message (the server refuses such an ack).
+        read_mark = min(read_mark, max(self.committed, default=0))
+        self.read_mark = read_mark = max(getattr(self, "read_mark", 0), read_mark)
         candidates = [i for i in self.committed if i > read_mark]
-        backfill = candidates[-limit:] if newest else candidates[:limit]
+        backfill = candidates[:limit]
         fresh = not self.member
-        out = self.session.end_join(ROOM, [(i, i) for i in backfill])
+        out = self.session.end_join(ROOM, [(i, i) for i in backfill], read_upto=read_mark)
         self.delivered.extend(out)
         top = max(backfill, default=0)
-        later_live = [i for i in self.live_while_joining if i > top]
+        later_live = [i for i in self.live_while_joining if i > max(top, read_mark)]
         if fresh:
             assert out == backfill + later_live
         for message_id in later_live:
@@ -591,14 +560,6 @@ TestDelivery.settings = settings(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG session.py: re-joins and aborted joins break delivery (see the plain xfail tests "
-        "above: duplicate re-delivery on re-join, abort_join membership and leftover buffer)"
-    ),
-)
 def test_delivery_with_rejoins_and_aborts() -> None:
     run_state_machine_as_test(
         FullDeliveryMachine,

@@ -10,12 +10,16 @@ import pytest
 import redis
 import trio
 
-from arcyou_trio.bus import GLOBAL_CHANNEL, Bus
+from arcyou_trio.bus import Bus, Channels
 from arcyou_trio.client import ChatClient
 from arcyou_trio.config import Settings
 from arcyou_trio.store import Store
 from tests.conftest import db, make_room, running_system
 from tests.helpers import redis_server, wait_for
+
+
+def global_channel(settings: Settings) -> str:
+    return Channels(settings.pubsub_mode, settings.redis_channel_prefix).global_channel
 
 
 def outbox_rows(url: str) -> list[tuple[int, str, int, str | None, str | None]]:
@@ -121,9 +125,8 @@ async def test_recovers_when_redis_returns(settings: Settings) -> None:
             # not replayed by Redis. The gateway must come back by itself, though.
             def gateway_subscribed() -> bool:
                 client = redis.Redis.from_url(server.url)
-                return (
-                    dict(client.pubsub_numsub(GLOBAL_CHANNEL)).get(GLOBAL_CHANNEL.encode(), 0) > 0
-                )
+                channel = global_channel(flaky)
+                return dict(client.pubsub_numsub(channel)).get(channel.encode(), 0) > 0
 
             async def resubscribed() -> bool:
                 return await trio.to_thread.run_sync(gateway_subscribed)
@@ -197,7 +200,7 @@ async def test_two_workers_never_publish_a_row_twice(settings: Settings) -> None
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(listen)
-                await sub.subscribe(GLOBAL_CHANNEL)
+                await sub.subscribe(global_channel(settings))
 
                 async def sender(k: int) -> None:
                     for i in range(total // 8):

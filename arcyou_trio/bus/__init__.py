@@ -1,5 +1,5 @@
 """The Redis adapter: Pub/Sub publish and subscribe (redis-py and trio-asyncio live only here)."""
 
-from arcyou_trio.bus.redis_bus import GLOBAL_CHANNEL, Bus, Subscriber, channel_for
+from arcyou_trio.bus.redis_bus import GLOBAL_CHANNEL, Bus, Channels, Subscriber
 
-__all__ = ["GLOBAL_CHANNEL", "Bus", "Subscriber", "channel_for"]
+__all__ = ["GLOBAL_CHANNEL", "Bus", "Channels", "Subscriber"]

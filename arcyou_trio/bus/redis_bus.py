@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
 
+import attrs
 import redis.asyncio as aredis
 import redis.exceptions
 import trio
@@ -28,9 +29,25 @@ T = TypeVar("T")
 GLOBAL_CHANNEL = "chat:message"
 
 
-def channel_for(mode: PubSubMode, room_id: str) -> str:
-    """The seed's channel naming (§6): one global channel, or one per conversation."""
-    return GLOBAL_CHANNEL if mode is PubSubMode.GLOBAL else f"conv:{room_id}"
+@attrs.frozen
+class Channels:
+    """The seed's channel naming (§6): ``chat:message`` for every room, or ``conv:{roomId}``.
+
+    ``prefix`` (``REDIS_CHANNEL_PREFIX``, empty by default) lets several deployments, or test
+    runs, share one Redis without hearing each other.
+    """
+
+    mode: PubSubMode
+    prefix: str = ""
+
+    @property
+    def global_channel(self) -> str:
+        return f"{self.prefix}{GLOBAL_CHANNEL}"
+
+    def for_room(self, room_id: str) -> str:
+        if self.mode is PubSubMode.GLOBAL:
+            return self.global_channel
+        return f"{self.prefix}conv:{room_id}"
 
 
 async def _call(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:

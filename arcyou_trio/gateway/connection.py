@@ -220,7 +220,6 @@ class Connection:
 
     async def _join(self, request: Join) -> None:
         room_id = request.room_id
-        rejoin = self.session.is_member_of(room_id)
         self.session.begin_join(room_id)
         try:
             with trio.fail_after(self._db_timeout_s):
@@ -229,10 +228,10 @@ class Connection:
                     room_id, self._user, self.ctx.settings.backfill_limit
                 )
         except (StoreError, BusUnavailable, trio.TooSlowError) as exc:
-            self._abort_join(room_id, rejoin)
+            self._abort_join(room_id)
             raise self._unavailable("join", exc, room_id=room_id) from None
         if backfill is None:
-            self._abort_join(room_id, rejoin)
+            self._abort_join(room_id)
             raise RequestError("join", FORBIDDEN, room_id=str(room_id))
         self._reply(messages.join_ok(room_id))
         now = _now_iso()
@@ -245,14 +244,15 @@ class Connection:
                     )
                 ),
             )
-            for m in backfill
+            for m in backfill.messages
         ]
-        for frame in self.session.end_join(room_id, frames):
+        for frame in self.session.end_join(room_id, frames, read_upto=backfill.read_upto):
             self._send(frame)
 
-    def _abort_join(self, room_id: uuid.UUID, rejoin: bool) -> None:
-        self.session.abort_join(room_id)
-        if not rejoin:
+    def _abort_join(self, room_id: uuid.UUID) -> None:
+        for frame in self.session.abort_join(room_id):
+            self._send(frame)
+        if not self.session.is_member_of(room_id):
             self.ctx.hub.remove(room_id, self)
 
     async def _send_message(self, request: Send) -> None:

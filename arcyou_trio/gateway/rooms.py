@@ -19,7 +19,7 @@ from typing import Protocol
 import orjson
 import trio
 
-from arcyou_trio.bus import GLOBAL_CHANNEL, Subscriber, channel_for
+from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
 from arcyou_trio.errors import BusUnavailable
 
@@ -32,8 +32,9 @@ class Member(Protocol):
 
 
 class RoomHub:
-    def __init__(self, mode: PubSubMode, subscriber: Subscriber) -> None:
-        self.mode = mode
+    def __init__(self, channels: Channels, subscriber: Subscriber) -> None:
+        self.channels = channels
+        self.mode = channels.mode
         self._subscriber = subscriber
         self._members: dict[uuid.UUID, set[Member]] = {}
         self._locks: dict[uuid.UUID, trio.Lock] = {}
@@ -52,7 +53,7 @@ class RoomHub:
             lock = self._locks.setdefault(room_id, trio.Lock())
             async with lock:
                 if room_id not in self._subscribed:
-                    await self._subscriber.subscribe(channel_for(self.mode, str(room_id)))
+                    await self._subscriber.subscribe(self.channels.for_room(str(room_id)))
                     self._subscribed.add(room_id)
 
     def remove(self, room_id: uuid.UUID, member: Member) -> None:
@@ -81,7 +82,7 @@ class RoomHub:
                     if room_id in self._members or room_id not in self._subscribed:
                         continue
                     try:
-                        await self._subscriber.unsubscribe(channel_for(self.mode, str(room_id)))
+                        await self._subscriber.unsubscribe(self.channels.for_room(str(room_id)))
                     except BusUnavailable:
                         log.warning("unsubscribe from room %s failed; redis is down", room_id)
                     self._subscribed.discard(room_id)
@@ -141,8 +142,10 @@ class RoomHub:
     async def _subscribe_global(self, retry_s: float) -> None:
         while True:
             try:
-                await self._subscriber.subscribe(GLOBAL_CHANNEL)
+                await self._subscriber.subscribe(self.channels.global_channel)
                 return
             except BusUnavailable as exc:
-                log.warning("cannot subscribe to %s (%s); retrying", GLOBAL_CHANNEL, exc)
+                log.warning(
+                    "cannot subscribe to %s (%s); retrying", self.channels.global_channel, exc
+                )
                 await trio.sleep(retry_s)

@@ -16,7 +16,7 @@ import trio
 import trio_websocket
 
 from arcyou_trio.auth import Verifier
-from arcyou_trio.bus import Bus
+from arcyou_trio.bus import Bus, Channels
 from arcyou_trio.config import Settings
 from arcyou_trio.gateway.connection import (
     CLOSE_INTERNAL,
@@ -54,7 +54,7 @@ async def serve_gateway(
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with bus.subscriber() as subscriber:
-        hub = RoomHub(settings.pubsub_mode, subscriber)
+        hub = RoomHub(Channels(settings.pubsub_mode, settings.redis_channel_prefix), subscriber)
         ctx = GatewayContext(settings=settings, store=store, hub=hub, verifier=verifier)
 
         async def on_websocket(ws: trio_websocket.WebSocketConnection, peer: str) -> None:

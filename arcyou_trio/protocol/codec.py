@@ -1,12 +1,14 @@
 """JSON codec for the wire: one place that turns frames into Python values and back.
 
-orjson is strict where we want strictness: it rejects invalid UTF-8, NaN, integers beyond 64 bits
-and nesting deeper than 1024 levels, so hostile frames fail here with a ``DecodeError``.
+orjson is strict where we want strictness: it rejects invalid UTF-8, NaN and nesting deeper than
+1024 levels, so hostile frames fail here with a ``DecodeError``. (Integers beyond 64 bits decode
+as floats; request validation rejects those where an integer is expected, and limits nesting to
+what :func:`dumps` can encode again.)
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,9 +32,18 @@ def dumps(value: Any) -> str:
 
 def iso_ms(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and ``Z``, like JavaScript's ``Date.toISOString()``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    # Formatted by hand: strftime("%Y") does not zero-pad years below 1000 on glibc.
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso_from_epoch_ms(epoch_ms: float) -> str:
-    return iso_ms(datetime.fromtimestamp(epoch_ms / 1000, tz=UTC))
+    # Whole milliseconds in integer arithmetic: epoch_ms / 1000 as a float loses the last
+    # millisecond for dates far in the future.
+    return iso_ms(_EPOCH + timedelta(milliseconds=int(epoch_ms)))

@@ -6,7 +6,16 @@ burst up to ``capacity`` ops and then sustain ``capacity / refill_ms`` ops per m
 
 from __future__ import annotations
 
+import math
+
 import attrs
+
+
+def _slack(now_ms: float, capacity: int, refill_ms: int) -> float:
+    """Rounding slack in tokens: refill is computed in floating point from clock readings, so
+    waiting exactly ``retry_after_ms`` (or ``refill_ms``) can leave 0.9999999 of a token. The
+    error grows with the clock's magnitude (its ulp), so the slack does too."""
+    return 1e-9 + 16 * math.ulp(now_ms) * capacity / refill_ms
 
 
 @attrs.define
@@ -26,6 +35,8 @@ class TokenBucket:
         if self.updated_ms is not None and now_ms > self.updated_ms:
             gained = (now_ms - self.updated_ms) * self.capacity / self.refill_ms
             self.tokens = min(float(self.capacity), self.tokens + gained)
+            if self.capacity - self.tokens < _slack(now_ms, self.capacity, self.refill_ms):
+                self.tokens = float(self.capacity)
         # A clock that goes backwards must not mint tokens; keep the later stamp.
         if self.updated_ms is None or now_ms > self.updated_ms:
             self.updated_ms = now_ms
@@ -33,8 +44,8 @@ class TokenBucket:
     def try_take(self, now_ms: float) -> bool:
         """Take one token if there is one; return whether the op may proceed."""
         self._refill(now_ms)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= 1.0 - _slack(now_ms, self.capacity, self.refill_ms):
+            self.tokens = max(0.0, self.tokens - 1.0)
             return True
         return False
 

@@ -19,6 +19,8 @@ MAX_TEMP_ID_CHARS = 128
 MAX_TOKEN_CHARS = 8192
 MAX_OP_ECHO_CHARS = 32
 MAX_MESSAGE_ID = (1 << 63) - 1
+# Deeper content could be stored but not encoded again as an event (orjson.dumps stops at 254).
+MAX_CONTENT_DEPTH = 32
 
 
 class MessageType(enum.Enum):
@@ -127,7 +129,24 @@ def _content(value: Any, _: Any) -> dict[str, Any]:
         raise _Missing()
     if not isinstance(value, dict):
         raise _Invalid("must be an object")
+    if _depth(value) > MAX_CONTENT_DEPTH:
+        raise _Invalid(f"must not nest deeper than {MAX_CONTENT_DEPTH} levels")
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_CONTENT_DEPTH:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _msg_type(value: Any, _: Any) -> MessageType:

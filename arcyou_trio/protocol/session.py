@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
@@ -23,6 +24,7 @@ import attrs
 from arcyou_trio.protocol import codec
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import (
+    OPS,
     Auth,
     Join,
     Limits,
@@ -48,14 +50,44 @@ class Phase(enum.Enum):
     READY = "ready"
 
 
+RECENT_IDS = 1024
+
+
 @attrs.define
 class RoomCursor(Generic[F]):
-    """What one connection has been given of one room."""
+    """What one connection has been given of one room.
+
+    ``floor``: nothing with an id at or below it is owed to the client (it came through a
+    backfill, or was read before). ``recent``: ids above the floor delivered live, so that a
+    re-join's backfill or a republished event does not deliver them twice. Live events may
+    arrive out of id order (several workers), so a high-water mark alone would lose some.
+    """
 
     joining: bool = True
-    # Every message with an id up to here reached the client through backfill.
-    backfilled_upto: int = 0
+    joined: bool = False
+    floor: int = 0
+    recent: set[int] = attrs.Factory(set)
+    recent_order: deque[int] = attrs.Factory(deque)
     buffered: list[tuple[int, F]] = attrs.Factory(list)
+
+    def seen(self, message_id: int) -> bool:
+        return message_id <= self.floor or message_id in self.recent
+
+    def take(self, message_id: int) -> bool:
+        """Record a delivery; False if this id was delivered already."""
+        if self.seen(message_id):
+            return False
+        self.recent.add(message_id)
+        self.recent_order.append(message_id)
+        if len(self.recent_order) > RECENT_IDS:
+            self.recent.discard(self.recent_order.popleft())
+        return True
+
+    def raise_floor(self, message_id: int) -> None:
+        if message_id > self.floor:
+            self.floor = message_id
+            self.recent = {i for i in self.recent if i > message_id}
+            self.recent_order = deque(i for i in self.recent_order if i > message_id)
 
 
 @attrs.define
@@ -88,8 +120,11 @@ class Session(Generic[F]):
             raise RequestError(op_of(obj), RATE_LIMITED, temp_id_of(obj))
         if decode_failed:
             raise RequestError("error", "invalid JSON")
-        request = validate(obj, self.limits)
         op = op_of(obj)
+        # Before auth, a known op other than auth is refused before its fields are looked at.
+        if self.phase is not Phase.READY and op in OPS and op != "auth":
+            raise RequestError(op, UNAUTHORIZED, temp_id_of(obj))
+        request = validate(obj, self.limits)
         if isinstance(request, Auth):
             if self.phase is Phase.READY:
                 raise RequestError(op, ALREADY_AUTHENTICATED)
@@ -120,27 +155,39 @@ class Session(Generic[F]):
         else:
             cursor.joining = True
 
-    def abort_join(self, room_id: uuid.UUID) -> None:
-        """The join failed: forget the room unless it was joined before."""
+    def abort_join(self, room_id: uuid.UUID) -> list[F]:
+        """The join failed. A room never joined is forgotten (events buffered for it are
+        dropped); a room joined before stays joined and gets its buffered events now."""
         cursor = self.rooms.get(room_id)
         if cursor is None:
-            return
-        if cursor.backfilled_upto == 0 and not cursor.buffered and cursor.joining:
+            return []
+        if not cursor.joined:
             del self.rooms[room_id]
-        else:
-            cursor.joining = False
+            return []
+        return self._flush(cursor)
 
-    def end_join(self, room_id: uuid.UUID, backfill: Sequence[tuple[int, F]]) -> list[F]:
-        """Finish a join: return backfill frames then buffered live frames, in order, once."""
+    def end_join(
+        self, room_id: uuid.UUID, backfill: Sequence[tuple[int, F]], *, read_upto: int = 0
+    ) -> list[F]:
+        """Finish a join: return backfill frames then buffered live frames, in order, once.
+
+        ``backfill`` is the store's: every message of the room after the read mark
+        ``read_upto``, oldest first, possibly cut short at the backfill limit. Ids grow in
+        commit order within a room, so nothing at or below its last id (or the read mark) is
+        owed to the client any more.
+        """
         cursor = self.rooms[room_id]
         out: list[F] = []
         for message_id, frame in backfill:
-            if message_id > cursor.backfilled_upto:
+            if cursor.take(message_id):
                 out.append(frame)
-                cursor.backfilled_upto = message_id
-        for message_id, frame in cursor.buffered:
-            if message_id > cursor.backfilled_upto:
-                out.append(frame)
+        cursor.raise_floor(max(read_upto, backfill[-1][0] if backfill else 0))
+        cursor.joined = True
+        out.extend(self._flush(cursor))
+        return out
+
+    def _flush(self, cursor: RoomCursor[F]) -> list[F]:
+        out = [frame for message_id, frame in cursor.buffered if cursor.take(message_id)]
         cursor.buffered.clear()
         cursor.joining = False
         return out
@@ -150,14 +197,14 @@ class Session(Generic[F]):
         cursor = self.rooms.get(room_id)
         if cursor is None:
             return None
-        if message_id <= cursor.backfilled_upto:
-            return None  # the backfill gave it already
         if cursor.joining:
+            if cursor.seen(message_id):
+                return None
             if len(cursor.buffered) >= self.max_buffered_per_room:
                 raise OverflowError("live events buffered during join exceed the limit")
             cursor.buffered.append((message_id, frame))
             return None
-        return frame
+        return frame if cursor.take(message_id) else None
 
     def is_member_of(self, room_id: uuid.UUID) -> bool:
         return room_id in self.rooms

@@ -2,6 +2,6 @@
 
 from arcyou_trio.store.db import Store
 from arcyou_trio.store.migrate import apply as apply_migrations
-from arcyou_trio.store.queries import OutboxRow, Refusal
+from arcyou_trio.store.queries import Backfill, OutboxRow, Refusal
 
-__all__ = ["OutboxRow", "Refusal", "Store", "apply_migrations"]
+__all__ = ["Backfill", "OutboxRow", "Refusal", "Store", "apply_migrations"]

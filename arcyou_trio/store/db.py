@@ -28,7 +28,7 @@ from arcyou_trio.config import Settings
 from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
 from arcyou_trio.protocol.messages import ChatMessage
 from arcyou_trio.store import queries
-from arcyou_trio.store.queries import OutboxRow, Refusal
+from arcyou_trio.store.queries import Backfill, OutboxRow, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class Store:
 
     async def join_room(
         self, room_id: uuid.UUID, user_id: uuid.UUID, limit: int, after_id: int | None = None
-    ) -> list[ChatMessage] | None:
+    ) -> Backfill | None:
         return await self._run(queries.join_room, room_id, user_id, limit, after_id)
 
     async def send_message(

@@ -38,6 +38,14 @@ class Refusal(enum.Enum):
 
 
 @attrs.frozen
+class Backfill:
+    """A successful join's view of the room: the member's read mark and what follows it."""
+
+    read_upto: int
+    messages: list[ChatMessage]
+
+
+@attrs.frozen
 class OutboxRow:
     id: int
     room_id: uuid.UUID
@@ -65,7 +73,7 @@ def join_room(
     user_id: uuid.UUID,
     limit: int,
     after_id: int | None = None,
-) -> list[ChatMessage] | None:
+) -> Backfill | None:
     """Membership check plus backfill from one snapshot; None when not a member."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         # REPEATABLE READ so the read mark and the backfill come from the same snapshot.
@@ -89,7 +97,7 @@ def join_room(
             """,
             (room_id, start, limit),
         )
-        return [_message(row) for row in cur.fetchall()]
+        return Backfill(start, [_message(row) for row in cur.fetchall()])
 
 
 # One statement, one round trip: lock the room row (only if the sender is a member), draw the

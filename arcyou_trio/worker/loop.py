@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from arcyou_trio.bus import Bus, channel_for
+from arcyou_trio.bus import Bus, Channels
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import BusError, StoreError
 from arcyou_trio.protocol import codec, messages
@@ -56,6 +56,7 @@ class OutboxWorker:
         self.settings = settings
         self.store = store
         self.bus = bus
+        self.channels = Channels(settings.pubsub_mode, settings.redis_channel_prefix)
         self.stats = WorkerStats()
         self.batch_done = trio.Event()
 
@@ -102,7 +103,20 @@ class OutboxWorker:
     async def _publish(self, rows: Sequence[OutboxRow]) -> int:
         s = self.settings
         now = codec.iso_from_epoch_ms(time.time() * 1000)
-        batch = [(channel_for(s.pubsub_mode, str(r.room_id)), encode_event(r, now)) for r in rows]
+        batch = []
+        good = []
+        for row in rows:
+            try:
+                batch.append((self.channels.for_room(str(row.room_id)), encode_event(row, now)))
+                good.append(row)
+            except (TypeError, ValueError) as exc:
+                # A payload that cannot be encoded will never succeed: dead at once, not retried.
+                await self.store.mark_failed([(row.id, 0)], s.worker_id, f"unencodable: {exc}", 1)
+                self.stats.dead += 1
+                log.error("outbox row %d cannot be encoded (%s); marked dead", row.id, exc)
+        rows = good
+        if not rows:
+            return 0
         try:
             await self.bus.publish_many(batch)
         except BusError as exc:
