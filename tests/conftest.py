@@ -184,3 +184,9 @@ async def running_system(
 async def system(settings: Settings) -> AsyncIterator[System]:
     async with running_system(settings) as running:
         yield running
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    async with Store.open(settings, wait=True) as opened:
+        yield opened

