@@ -20,19 +20,19 @@ def free_port() -> int:
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 10, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, within_s: float = 10, what: str = "condition"
 ) -> None:
-    """Re-check ``check`` until true; fail after ``timeout`` seconds.
+    """Re-check ``check`` until true; fail after ``within_s`` seconds.
 
     For state that lives outside this process (a row in PostgreSQL, a channel in Redis, a
     server coming up) there is no event to wait on, so we look again every few milliseconds.
     """
     try:
-        with trio.fail_after(timeout):
-            while not await check():
+        with trio.fail_after(within_s):
+            while not await check():  # noqa: ASYNC110 - the state is in another process
                 await trio.sleep(0.01)
     except trio.TooSlowError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+        raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
 
 
 class RedisServer:

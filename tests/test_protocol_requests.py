@@ -497,24 +497,29 @@ def test_validate_does_not_mutate_its_input(obj: Any) -> None:
 # -- round trips ---------------------------------------------------------------------------------
 
 # Values that survive a trip through JSON unchanged (no NaN/inf, 64-bit ints).
+# Strings as PostgreSQL can store them: no NUL (validation refuses U+0000, see below).
+storable_text = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=20)
 wire_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=20),
+    storable_text,
 )
-nonblank_text = st.text(min_size=1, max_size=50).filter(lambda s: bool(s.strip()))
+nonblank_text = st.text(
+    alphabet=st.characters(exclude_characters="\x00"), min_size=1, max_size=50
+).filter(lambda s: bool(s.strip()))
 valid_sends = st.builds(
     Send,
     room_id=st.uuids(),
     content=st.builds(
         lambda text, extra: {**extra, "text": text},
         nonblank_text,
-        st.dictionaries(st.text(max_size=5), wire_scalars, max_size=3),
+        st.dictionaries(storable_text, wire_scalars, max_size=3),
     ),
     type=st.just(MessageType.TEXT),
-    temp_id=st.none() | st.text(max_size=MAX_TEMP_ID_CHARS),
+    temp_id=st.none()
+    | st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=MAX_TEMP_ID_CHARS),
     reply_to_message_id=st.none() | st.integers(min_value=1, max_value=MAX_MESSAGE_ID),
 )
 
@@ -557,3 +562,20 @@ def test_other_valid_requests_round_trip(room_id: uuid.UUID, message_id: int, to
     ack = {"op": "ack", "room_id": str(room_id), "last_read_message_id": message_id}
     assert validate(ack, LIMITS) == Ack(room_id, message_id)
     assert validate({"op": "auth", "token": token}, LIMITS) == Auth(token)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"content": {"text": "a\x00b"}},
+        {"content": {"text": "ok", "meta": {"k\x00": 1}}},
+        {"content": {"text": "ok", "list": ["x", ["\x00"]]}},
+        {"content": {"text": "ok"}, "temp_id": "t\x00"},
+    ],
+    ids=["text", "key", "nested", "temp_id"],
+)
+def test_nul_characters_are_refused(frame: dict[str, Any]) -> None:
+    base = {"op": "send", "room_id": "00000000-0000-4000-8000-000000000000"}
+    with pytest.raises(RequestError) as err:
+        validate({**base, **frame}, Limits())
+    assert "must not contain NUL (U+0000) characters" in err.value.error

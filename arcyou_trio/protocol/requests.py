@@ -107,6 +107,8 @@ def _opt_str(value: Any, _: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEMP_ID_CHARS:
         raise _Invalid(f"must be a string of at most {MAX_TEMP_ID_CHARS} characters")
+    if "\x00" in value:
+        raise _Invalid("must not contain NUL (U+0000) characters")
     return value
 
 
@@ -129,24 +131,30 @@ def _content(value: Any, _: Any) -> dict[str, Any]:
         raise _Missing()
     if not isinstance(value, dict):
         raise _Invalid("must be an object")
-    if _depth(value) > MAX_CONTENT_DEPTH:
-        raise _Invalid(f"must not nest deeper than {MAX_CONTENT_DEPTH} levels")
+    _check_tree(value)
     return value
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
-    deepest = 0
+def _check_tree(value: Any) -> None:
+    """Bound nesting and refuse NUL characters anywhere (keys too), without recursion.
+
+    PostgreSQL cannot store U+0000 in text or jsonb; refusing it here gives the client a
+    permanent error instead of a database failure it would retry forever.
+    """
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise _Invalid("must not contain NUL (U+0000) characters")
+        elif isinstance(item, dict | list):
             if depth > MAX_CONTENT_DEPTH:
-                return depth
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+                raise _Invalid(f"must not nest deeper than {MAX_CONTENT_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
 
 
 def _msg_type(value: Any, _: Any) -> MessageType:
