@@ -12,19 +12,38 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from arcyou_trio.config import DEV_PLACEHOLDER
+from arcyou_trio.config import DEV_PLACEHOLDER, Settings
 from arcyou_trio.errors import AuthError, ConfigError
 
 _RSA_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
 _EC_ALGS = {"secp256r1": ["ES256"], "secp384r1": ["ES384"], "secp521r1": ["ES512"]}
 
 
+def verifier_from_settings(settings: Settings) -> Verifier:
+    """The gateway's verifier; raises ConfigError when JWT_PUBLIC_KEY is missing or bad."""
+    return Verifier(
+        settings.require_auth_key(),
+        leeway_s=settings.jwt_leeway_ms / 1000,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
 class Verifier:
     """Turns the token of an ``auth`` request into a user id, or raises :class:`AuthError`."""
 
-    def __init__(self, jwt_public_key: str, *, leeway_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        jwt_public_key: str,
+        *,
+        leeway_s: float = 5.0,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
         self.dev_mode = jwt_public_key == DEV_PLACEHOLDER
         self._leeway_s = leeway_s
+        self._issuer = issuer
+        self._audience = audience
         self._key: object = None
         self._algorithms: list[str] = []
         if not self.dev_mode:
@@ -39,7 +58,14 @@ class Verifier:
                 self._key,  # type: ignore[arg-type]
                 algorithms=self._algorithms,
                 leeway=self._leeway_s,
-                options={"require": ["exp", "sub"]},
+                issuer=self._issuer,
+                audience=self._audience,
+                # Without a configured audience, an `aud` claim is not checked (identity
+                # providers set it routinely); with one, it must match.
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self._audience is not None,
+                },
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"invalid token: {exc}") from exc

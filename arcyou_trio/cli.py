@@ -113,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "gateway":
-            from arcyou_trio.auth import Verifier
+            from arcyou_trio.auth import verifier_from_settings
 
-            verifier = Verifier(settings.require_auth_key())
+            verifier = verifier_from_settings(settings)
     except ConfigError as exc:
         print(f"arcyou-trio {args.command}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG

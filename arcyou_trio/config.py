@@ -58,6 +58,11 @@ class Settings:
     host: str = _env("HOST", "0.0.0.0")
     port: int = _env("PORT", 8080, validator=_port)
     jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
+    jwt_issuer: str | None = _env("JWT_ISSUER", None)
+    jwt_audience: str | None = _env("JWT_AUDIENCE", None)
+    jwt_leeway_ms: int = _env(
+        "JWT_LEEWAY_MS", 5000, validator=_check(lambda v: v >= 0, "must be >= 0")
+    )
     pubsub_mode: PubSubMode = _env("PUBSUB_MODE", PubSubMode.GLOBAL)
     redis_channel_prefix: str = _env("REDIS_CHANNEL_PREFIX", "")
     max_body_bytes: int = _env("MAX_BODY_BYTES", 65536, validator=_positive)

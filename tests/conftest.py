@@ -15,17 +15,25 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+import hypothesis
 import psycopg
 import pytest
 import trio
 from psycopg import sql
 
-from arcyou_trio.auth import Verifier
+from arcyou_trio.auth import verifier_from_settings
 from arcyou_trio.bus import Bus
 from arcyou_trio.config import PubSubMode, Settings
 from arcyou_trio.gateway import serve_gateway
 from arcyou_trio.store import Store, apply_migrations
 from arcyou_trio.worker import OutboxWorker
+
+# CI runs the property tests derandomized: a red CI run then always reproduces locally with
+# HYPOTHESIS_PROFILE=ci, and new random exploration happens on developers' machines.
+hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
+)
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -145,7 +153,7 @@ async def start_gateway(
     nursery: trio.Nursery, settings: Settings, store: Store, bus: Bus
 ) -> tuple[str, int]:
     listeners = await nursery.start(
-        serve_gateway, settings, store, bus, Verifier(settings.require_auth_key())
+        serve_gateway, settings, store, bus, verifier_from_settings(settings)
     )
     port = listeners[0].socket.getsockname()[1]
     return f"ws://127.0.0.1:{port}", port

@@ -98,6 +98,10 @@ def test_int_variables_reject_bad_values(variable: str, value: str) -> None:
         # PORT accepts 0-65535 on purpose (0 = any free port), see test_port_range.
         assert Settings.from_env({"PORT": "0"}).port == 0
         return
+    if variable == "JWT_LEEWAY_MS" and value == "0":
+        # No clock-skew allowance at all is a legitimate choice.
+        assert Settings.from_env({"JWT_LEEWAY_MS": "0"}).jwt_leeway_ms == 0
+        return
     err = _config_error({variable: value})
     assert err.variable == variable
     assert str(err).startswith(f"{variable}: ")

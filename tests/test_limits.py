@@ -79,3 +79,26 @@ async def test_slow_reader_is_closed_and_others_keep_receiving(settings: Setting
                         # 1006 (no close frame) when the stalled peer did not read even that.
                         assert exc.reason.code in (1008, 1006)
                         break
+
+
+async def test_backfill_larger_than_high_water_is_delivered_not_fatal(settings: Settings) -> None:
+    # Replies and backfill answer the client's own request: they may exceed the high-water
+    # mark (which is for live events); the client is slowed down, not disconnected.
+    tight = attrs.evolve(settings, ws_send_high_water_bytes=16 * 1024)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    room = make_room(settings.database_url, alice, bob)
+    async with running_system(tight) as system:
+        ids = []
+        for i in range(60):
+            message = await system.store.send_message(
+                room_id=room, user_id=alice, type="text", content={"text": f"{i}" + "z" * 3000}
+            )
+            ids.append(message.id)  # type: ignore[union-attr]
+        async with ChatClient.connect(system.url) as b:
+            await b.auth(bob)
+            assert (await b.join(room))["success"] is True
+            with trio.fail_after(10):
+                got = [(await b.next_event())["message"]["id"] for _ in ids]
+            assert got == ids
+            # Still connected and answering.
+            assert (await b.ack(room, ids[-1]))["success"] is True

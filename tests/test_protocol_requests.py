@@ -498,7 +498,9 @@ def test_validate_does_not_mutate_its_input(obj: Any) -> None:
 
 # Values that survive a trip through JSON unchanged (no NaN/inf, 64-bit ints).
 # Strings as PostgreSQL can store them: no NUL (validation refuses U+0000, see below).
-storable_text = st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=20)
+storable_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20
+)
 wire_scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -507,7 +509,7 @@ wire_scalars = st.one_of(
     storable_text,
 )
 nonblank_text = st.text(
-    alphabet=st.characters(exclude_characters="\x00"), min_size=1, max_size=50
+    alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), min_size=1, max_size=50
 ).filter(lambda s: bool(s.strip()))
 valid_sends = st.builds(
     Send,
@@ -519,7 +521,9 @@ valid_sends = st.builds(
     ),
     type=st.just(MessageType.TEXT),
     temp_id=st.none()
-    | st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=MAX_TEMP_ID_CHARS),
+    | st.text(
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=MAX_TEMP_ID_CHARS
+    ),
     reply_to_message_id=st.none() | st.integers(min_value=1, max_value=MAX_MESSAGE_ID),
 )
 

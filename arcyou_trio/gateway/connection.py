@@ -4,7 +4,8 @@ Each connection runs in its own nursery with two tasks: the reader handles one r
 time (so replies come back in request order) and the writer drains the connection's
 :class:`~arcyou_trio.gateway.sendqueue.SendQueue` into the socket. Everything sent — replies,
 backfill, live events — goes through that queue, so ordering holds and a slow reader only ever
-hurts itself: past ``WS_SEND_HIGH_WATER`` bytes queued, the connection is closed.
+hurts itself: past ``WS_SEND_HIGH_WATER`` bytes of live events queued, the connection is closed;
+unread replies and backfill instead hold back the reading of its next request.
 """
 
 from __future__ import annotations
@@ -138,20 +139,19 @@ class Connection:
 
     async def _writer(self) -> None:
         while (item := await self.queue.get()) is not None:
-            frame, size = item
             # If we are cancelled while a frame is half written, the stream is no longer a valid
             # WebSocket: no close frame may follow it.
             self._mid_frame = True
             try:
-                await self.ws.send_message(frame)
+                await self.ws.send_message(item.frame)
             except trio_websocket.ConnectionClosed:
                 self._reader_scope.cancel()
                 return
             self._mid_frame = False
-            self.queue.sent(size)
+            self.queue.sent(item)
 
-    def _send(self, frame: Frame) -> None:
-        if not self.queue.put(*frame):
+    def _send(self, frame: Frame, *, pushed: bool = False) -> None:
+        if not self.queue.put(*frame, pushed=pushed):
             self.ctx.stats.closed_slow += 1
             self.kill(CLOSE_POLICY, "send buffer exceeded WS_SEND_HIGH_WATER")
 
@@ -167,13 +167,15 @@ class Connection:
             self.kill(CLOSE_POLICY, "too many events buffered while joining")
             return
         if out is not None:
-            self._send(out)
+            self._send(out, pushed=True)
 
     # -- requests --------------------------------------------------------------------------
 
     async def _reader(self) -> None:
         max_bytes = self.ctx.settings.max_body_bytes
         while True:
+            # Answers (replies, backfill) the client has not read yet hold back its next request.
+            await self.queue.wait_for_room()
             try:
                 data = await self.ws.get_message()
             except trio_websocket.ConnectionClosed:

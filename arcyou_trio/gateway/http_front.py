@@ -77,7 +77,9 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
     return None
 
 
-async def _respond(stream: trio.SocketStream, status: int, body: bytes) -> None:
+async def _respond(
+    stream: trio.SocketStream, status: int, body: bytes, *, head_only: bool = False
+) -> None:
     conn = h11.Connection(h11.SERVER)
     # h11 needs to have seen a request before it will produce a response.
     conn.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -91,7 +93,7 @@ async def _respond(stream: trio.SocketStream, status: int, body: bytes) -> None:
         conn.send(
             h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
         ),
-        conn.send(h11.Data(data=body)),
+        b"" if head_only else conn.send(h11.Data(data=body)),
         conn.send(h11.EndOfMessage()),
     ]
     data = b"".join(p for p in parts if p)
@@ -134,7 +136,7 @@ def make_handler(
                 path = request.target.split(b"?", 1)[0]
                 if request.method in (b"GET", b"HEAD") and path == b"/health":
                     status, body = health()
-                    await _respond(stream, status, body if request.method == b"GET" else b"")
+                    await _respond(stream, status, body, head_only=request.method == b"HEAD")
                 else:
                     await _respond(stream, 404, b'{"ok":false,"error":"not found"}')
             except (trio.BrokenResourceError, trio.ClosedResourceError):

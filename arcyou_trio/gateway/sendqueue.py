@@ -1,58 +1,95 @@
-"""A connection's outgoing queue: bounded by bytes, never awaited by the producer.
+"""A connection's outgoing queue: one ordered queue, two budgets, never awaited by producers.
 
-Fan-out and replies call :meth:`SendQueue.put` synchronously; it refuses (returns False) once
-the bytes waiting for the socket would pass the high-water mark, and the connection is then
-closed. Only the connection's own writer task ever waits, on :meth:`get`.
+Frames are of two kinds:
+
+* **pushed** frames (live events) arrive whether or not the client asked. If the pushed bytes
+  waiting for the socket would pass the high-water mark, the client is not keeping up:
+  :meth:`SendQueue.put` refuses and the connection is closed.
+* **answers** (replies, and the backfill that answers a join) exist because the client asked.
+  They are always queued (a large backfill must not get a client disconnected), but the
+  connection reads its next request only once the answer bytes are back under the high-water
+  mark (:meth:`SendQueue.wait_for_room`): a client that asks faster than it reads is slowed down.
+
+Producers call :meth:`put` synchronously; only the connection's own writer waits, on :meth:`get`.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+import attrs
 import trio
+
+
+@attrs.frozen
+class Item:
+    frame: str
+    size: int
+    pushed: bool
 
 
 class SendQueue:
     def __init__(self, high_water_bytes: int) -> None:
         self.high_water_bytes = high_water_bytes
-        self.queued_bytes = 0
-        self._frames: deque[tuple[str, int]] = deque()
+        self.pushed_bytes = 0
+        self.answer_bytes = 0
+        self._items: deque[Item] = deque()
         self._ready = trio.Event()
+        self._room = trio.Event()
         self.overflowed = False
         self.closed = False
 
-    def put(self, frame: str, size: int) -> bool:
-        """Queue a frame of ``size`` bytes; False (and ``overflowed``) past the high water."""
+    @property
+    def queued_bytes(self) -> int:
+        return self.pushed_bytes + self.answer_bytes
+
+    def put(self, frame: str, size: int, *, pushed: bool) -> bool:
+        """Queue a frame; False (and ``overflowed``) when pushed bytes would pass the mark."""
         if self.overflowed or self.closed:
             return False
-        if self.queued_bytes + size > self.high_water_bytes and self._frames:
-            self.overflowed = True
-            return False
-        self._frames.append((frame, size))
-        self.queued_bytes += size
+        if pushed:
+            if self.pushed_bytes + size > self.high_water_bytes and self._items:
+                self.overflowed = True
+                return False
+            self.pushed_bytes += size
+        else:
+            self.answer_bytes += size
+        self._items.append(Item(frame, size, pushed))
         self._ready.set()
         return True
 
-    async def get(self) -> tuple[str, int] | None:
+    async def get(self) -> Item | None:
         """The next frame to send, or None once the queue is closed and drained."""
-        while not self._frames:
+        while not self._items:
             if self.closed:
                 return None
             self._ready = trio.Event()
             await self._ready.wait()
-        return self._frames.popleft()
+        return self._items.popleft()
+
+    def sent(self, item: Item) -> None:
+        """The writer finished sending ``item``."""
+        if item.pushed:
+            self.pushed_bytes -= item.size
+        else:
+            self.answer_bytes -= item.size
+            if self.answer_bytes <= self.high_water_bytes:
+                self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the answers still queued are under the high-water mark."""
+        while self.answer_bytes > self.high_water_bytes and not self.closed:
+            self._room = trio.Event()
+            await self._room.wait()
 
     def close(self, *, drop: bool) -> None:
         """Accept nothing more; with ``drop``, forget what is still waiting."""
         self.closed = True
         if drop:
-            self._frames.clear()
-            self.queued_bytes = 0
+            self._items.clear()
+            self.pushed_bytes = self.answer_bytes = 0
         self._ready.set()
-
-    def sent(self, size: int) -> None:
-        """The writer finished sending a frame of ``size`` bytes."""
-        self.queued_bytes -= size
+        self._room.set()
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self._items)

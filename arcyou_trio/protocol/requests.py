@@ -201,7 +201,7 @@ def op_of(obj: Any) -> str:
 def temp_id_of(obj: Any) -> str | None:
     if isinstance(obj, dict):
         temp_id = obj.get("temp_id")
-        if isinstance(temp_id, str) and len(temp_id) <= MAX_TEMP_ID_CHARS:
+        if isinstance(temp_id, str) and len(temp_id) <= MAX_TEMP_ID_CHARS and "\x00" not in temp_id:
             return temp_id
     return None
 

@@ -129,8 +129,6 @@ class Session(Generic[F]):
             if self.phase is Phase.READY:
                 raise RequestError(op, ALREADY_AUTHENTICATED)
             return request
-        if self.phase is not Phase.READY:
-            raise RequestError(op, UNAUTHORIZED, temp_id_of(obj))
         if (
             isinstance(request, Join)
             and request.room_id not in self.rooms

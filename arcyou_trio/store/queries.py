@@ -111,9 +111,12 @@ WITH room AS (
                   WHERE m.room_id = r.id AND m.user_id = %(user_id)s AND m.deleted_at IS NULL)
     FOR UPDATE OF r
 ), msg AS (
-    INSERT INTO arcyou_chat_messages (room_id, user_id, type, content, reply_to_message_id, temp_id)
+    INSERT INTO arcyou_chat_messages
+        (room_id, user_id, type, content, reply_to_message_id, temp_id, created_at)
+    -- clock_timestamp(), not now(): read after the room lock is held, so created_at follows
+    -- id order within a room (now() is the transaction's start, before any lock wait).
     SELECT room.id, %(user_id)s, %(type)s::arcyou_chat_message_type, %(content)s, %(reply_to)s,
-           %(temp_id)s
+           %(temp_id)s, clock_timestamp()
     FROM room
     WHERE %(reply_to)s::bigint IS NULL OR EXISTS (
         SELECT 1 FROM arcyou_chat_messages p
