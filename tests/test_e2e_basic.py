@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+import attrs
 import pytest
 import trio
 
 from arcyou_trio.client import ChatClient
-from arcyou_trio.config import PubSubMode
-from tests.conftest import System, db, make_room
+from arcyou_trio.config import PubSubMode, Settings
+from tests.conftest import System, db, make_room, running_system
 
 pytestmark = pytest.mark.parametrize(
     "pubsub_mode", [PubSubMode.GLOBAL, PubSubMode.PERCONV], ids=["global", "perconv"], indirect=True
@@ -138,3 +139,21 @@ async def test_ack_only_moves_forward(system: System) -> None:
             "SELECT last_read_message_id FROM arcyou_chat_members WHERE user_id = %s", (alice,)
         ).fetchone()
         assert row == (second,)
+
+
+async def test_backfill_is_capped_at_backfill_limit_oldest_first(settings: Settings) -> None:
+    capped = attrs.evolve(settings, backfill_limit=3)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    room = make_room(settings.database_url, alice, bob)
+    async with running_system(capped) as system:
+        async with ChatClient.connect(system.url) as a:
+            await a.auth(alice)
+            ids = [(await a.send(room, f"m{i}"))["message_id"] for i in range(8)]
+        async with ChatClient.connect(system.url) as b:
+            await b.auth(bob)
+            assert (await b.join(room))["success"] is True
+            # The join reply and its backfill are queued before the next reply.
+            assert (await b.ack(room, ids[0]))["success"] is True
+            got = b.pending_events()
+        assert [e["message"]["id"] for e in got] == ids[:3]
+        assert all(e["source"] == "backfill" for e in got)
