@@ -1,4 +1,4 @@
-"""Developer and CI tasks: ``nox -s tests``, ``nox -s lint``, ``nox -s typecheck``."""
+"""Developer and CI tasks: ``nox -s dev``, ``tests``, ``lint`` and ``typecheck``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def dev(session: nox.Session) -> None:
+    """The whole system in one process tree (local PostgreSQL and Redis unless URLs are set).
+
+    Extra arguments go to ``arcyou-trio dev``: ``nox -s dev -- --fresh --port 9000``.
+    """
+    session.install("-e", ".[dev]")
+    session.run("arcyou-trio", "dev", *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -1,89 +1,25 @@
-"""The ``arcyou-trio`` command: ``gateway``, ``worker`` and ``migrate``.
+"""The ``arcyou-trio`` command: ``gateway``, ``worker``, ``migrate``, ``dev`` and ``client``.
 
 Startup problems are reported as one line on stderr, never a traceback: a bad setting exits
 with code 2 naming the variable; an unreachable dependency at startup exits with code 1.
-SIGINT and SIGTERM stop a service by cancelling it, within ``SHUTDOWN_GRACE_MS``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Awaitable, Callable, Sequence
-
-import trio
+from collections.abc import Sequence
+from pathlib import Path
 
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import ArcyouError, ConfigError
-
-log = logging.getLogger("arcyou_trio")
-
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-
-async def _until_signal(main: Callable[[], Awaitable[None]], grace_s: float) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run_main() -> None:
-                try:
-                    await main()
-                finally:
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run_main)
-            async for signum in signals:
-                log.info(
-                    "received %s; shutting down (grace %.1f s)",
-                    signal.Signals(signum).name,
-                    grace_s,
-                )
-                # Cancel at once. The cleanups on the way out (closing sockets, handing back
-                # claimed outbox rows, closing pools) are shielded and bounded, and a watchdog
-                # ends the process if they still take longer than the grace period.
-                watchdog = threading.Timer(grace_s, _force_exit, args=(grace_s,))
-                watchdog.daemon = True
-                watchdog.start()
-                nursery.cancel_scope.cancel()
-                break
-
-
-def _force_exit(grace_s: float) -> None:
-    print(f"arcyou-trio: shutdown took longer than {grace_s:.1f} s; exiting", file=sys.stderr)
-    os._exit(EXIT_FAILURE)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _run_service(name: str, settings: Settings, main: Callable[[], Awaitable[None]]) -> int:
-    try:
-        trio.run(_until_signal, main, settings.shutdown_grace_ms / 1000)
-    except BaseException as exc:
-        leaves = _leaves(exc)
-        if all(isinstance(leaf, ArcyouError) for leaf in leaves):
-            for leaf in leaves:
-                code = EXIT_CONFIG if isinstance(leaf, ConfigError) else EXIT_FAILURE
-                print(f"arcyou-trio {name}: {leaf}", file=sys.stderr)
-            return code
-        raise
-    return 0
+from arcyou_trio.runner import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    log,
+    run_service,
+    setup_logging,
+)
 
 
 def _migrate(settings: Settings) -> int:
@@ -94,21 +30,52 @@ def _migrate(settings: Settings) -> int:
     except ArcyouError as exc:
         print(f"arcyou-trio migrate: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    if applied:
-        for m in applied:
-            log.info("applied %04d_%s", m.version, m.name)
-    else:
+    for m in applied:
+        log.info("applied %04d_%s", m.version, m.name)
+    if not applied:
         log.info("schema is up to date")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arcyou-trio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("gateway", help="run the WebSocket gateway")
     sub.add_parser("worker", help="run the outbox worker")
     sub.add_parser("migrate", help="apply database migrations and exit")
-    args = parser.parse_args(argv)
+
+    dev = sub.add_parser(
+        "dev",
+        help="run migrate, gateway and worker in one process (local servers if no URLs are set)",
+    )
+    dev.add_argument("--data-dir", type=Path, help="where local server data lives")
+    dev.add_argument("--fresh", action="store_true", help="start from empty data")
+    dev.add_argument("--no-sample", action="store_true", help="do not create the sample room")
+    dev.add_argument("--port", type=int, help="gateway port (default: PORT or 8080)")
+
+    client = sub.add_parser("client", help="talk to a gateway: quick test or interactive chat")
+    client.add_argument("--url", default="ws://127.0.0.1:8080", help="gateway WebSocket URL")
+    client.add_argument("--user", required=True, help="user id (the token in dev mode)")
+    client.add_argument("--token", help="token to send (default: --user)")
+    client.add_argument("--room", required=True, help="room id to join")
+    client.add_argument(
+        "--send", metavar="TEXT", help="send TEXT, print its live event and exit (quick test)"
+    )
+    client.add_argument("--timeout-s", type=float, default=10.0, help="quick-test time limit")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+
+    if args.command == "client":
+        from arcyou_trio.client.cli import run_client
+
+        return run_client(args)
+    if args.command == "dev":
+        from arcyou_trio.devstack.launcher import run_dev
+
+        return run_dev(args)
 
     try:
         settings = Settings.from_env()
@@ -119,17 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arcyou-trio {args.command}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
+    grace_s = settings.shutdown_grace_ms / 1000
 
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "gateway":
         from arcyou_trio.gateway import run_gateway
 
-        return _run_service("gateway", settings, lambda: run_gateway(settings, verifier))
+        return run_service("gateway", lambda: run_gateway(settings, verifier), grace_s)
     from arcyou_trio.worker import run_worker
 
-    return _run_service("worker", settings, lambda: run_worker(settings))
+    return run_service("worker", lambda: run_worker(settings), grace_s)
 
 
 if __name__ == "__main__":

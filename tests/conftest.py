@@ -24,6 +24,7 @@ from psycopg import sql
 from arcyou_trio.auth import verifier_from_settings
 from arcyou_trio.bus import Bus
 from arcyou_trio.config import PubSubMode, Settings
+from arcyou_trio.devstack import LocalPostgres, LocalRedis
 from arcyou_trio.gateway import serve_gateway
 from arcyou_trio.store import Store, apply_migrations
 from arcyou_trio.worker import OutboxWorker
@@ -35,9 +36,6 @@ hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
 )
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-
 
 def _with_db(url: str, dbname: str) -> str:
     """The same server URL with another database name."""
@@ -45,19 +43,39 @@ def _with_db(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> str:
-    url = os.environ.get("ARCYOU_TEST_DATABASE_URL", DEFAULT_PG)
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The PostgreSQL the tests use: ARCYOU_TEST_DATABASE_URL, else a throwaway local server
+    started once per session with the same launcher as ``arcyou-trio dev``."""
+    url = os.environ.get("ARCYOU_TEST_DATABASE_URL")
+    if url:
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            pytest.exit(f"ARCYOU_TEST_DATABASE_URL is unreachable ({url}): {exc}", returncode=3)
+        yield url
+        return
+    server = LocalPostgres(tmp_path_factory.mktemp("postgres"))
+    server.start()
     try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.OperationalError as exc:
-        pytest.exit(f"PostgreSQL for tests is unreachable at {url}: {exc}", returncode=3)
-    return url
+        yield server.admin_url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return os.environ.get("ARCYOU_TEST_REDIS_URL", DEFAULT_REDIS)
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis the tests use: ARCYOU_TEST_REDIS_URL, else a throwaway local redis-server."""
+    url = os.environ.get("ARCYOU_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    server = LocalRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

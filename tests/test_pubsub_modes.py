@@ -21,8 +21,8 @@ def subscribed_channels(settings: Settings) -> set[str]:
     return {c.decode() for c in client.pubsub_channels(pattern)}
 
 
-def pattern_count() -> int:
-    return int(redis.Redis().pubsub_numpat())
+def pattern_count(settings: Settings) -> int:
+    return int(redis.Redis.from_url(settings.redis_url).pubsub_numpat())
 
 
 async def channels_now(settings: Settings) -> set[str]:
@@ -35,7 +35,7 @@ async def test_perconv_subscribes_only_rooms_with_local_members(settings: Settin
     alice, bob = uuid.uuid4(), uuid.uuid4()
     room_a = make_room(settings.database_url, alice, bob)
     room_b = make_room(settings.database_url, bob)
-    patterns_before = await trio.to_thread.run_sync(pattern_count)
+    patterns_before = await trio.to_thread.run_sync(pattern_count, perconv)
     async with running_system(perconv) as system:
         assert await channels_now(perconv) == set()
         async with ChatClient.connect(system.url) as a:
@@ -62,7 +62,7 @@ async def test_perconv_subscribes_only_rooms_with_local_members(settings: Settin
             # Bob left: room B has no local member any more and is unsubscribed.
             await wait_for(only_a, what="room B to be unsubscribed")
             # Never a conv:* pattern subscription.
-            assert await trio.to_thread.run_sync(pattern_count) == patterns_before
+            assert await trio.to_thread.run_sync(pattern_count, perconv) == patterns_before
 
         async def none_left() -> bool:
             return await channels_now(perconv) == set()

