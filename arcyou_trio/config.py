@@ -81,6 +81,15 @@ class Settings:
     outbox_lease_ms: int = _env("OUTBOX_LEASE_MS", 30000, validator=_positive)
     db_pool_size: int = _env("DB_POOL_SIZE", 8, validator=_positive)
     db_timeout_ms: int = _env("DB_TIMEOUT_MS", 5000, validator=_positive)
+    # psycopg's ``prepare_threshold`` for pool connections: a query is prepared server-side after
+    # this many executions on one connection (0: at once). ``none``/``off`` disables prepared
+    # statements, which PgBouncer < 1.21 in transaction pooling mode requires: it hands each
+    # transaction any server connection, and named statements do not follow the client.
+    db_prepare_threshold: int | None = _env(
+        "DB_PREPARE_THRESHOLD",
+        5,
+        validator=_check(lambda v: v is None or v >= 0, "must be >= 0, or none/off"),
+    )
     shutdown_grace_ms: int = _env("SHUTDOWN_GRACE_MS", 10000, validator=_positive)
     worker_id: str = _env("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}")
     log_level: str = _env(
@@ -136,16 +145,25 @@ class Settings:
 _converter = cattrs.Converter()
 
 
+# Words that mean "no value" for an ``int | None`` setting (compared case-insensitively).
+_OFF_WORDS = ("none", "off")
+
+
 def _structure(name: str, value: str, type_: Any) -> Any:
     try:
         if type_ is int:
             return int(value, 10)
+        if type_ == int | None:
+            return None if value.lower() in _OFF_WORDS else int(value, 10)
         if isinstance(type_, type) and issubclass(type_, enum.Enum):
             return _converter.structure(value.lower(), type_)
         return _converter.structure(value, str)
     except (ValueError, TypeError, cattrs.BaseValidationError):
         if type_ is int:
             raise ConfigError(name, f"must be an integer, got {value!r}") from None
+        if type_ == int | None:
+            words = " or ".join(_OFF_WORDS)
+            raise ConfigError(name, f"must be an integer or {words}, got {value!r}") from None
         choices = " | ".join(m.value for m in type_)
         raise ConfigError(name, f"must be one of {choices}, got {value!r}") from None
 

@@ -1,6 +1,7 @@
 """Tests for ``arcyou_trio.config.Settings`` built from an explicit environment mapping.
 
 Covers the seed defaults, integer variables (valid values, and rejection naming the variable),
+``DB_PREPARE_THRESHOLD`` (an integer >= 0, or ``none``/``off``),
 ``PUBSUB_MODE``, ``LOG_LEVEL``, ``DATABASE_URL`` assembled from ``POSTGRES_*`` (and overridden by
 ``DATABASE_URL``), ``REDIS_PASSWORD`` insertion into ``REDIS_URL``, URL scheme checks,
 ``BACKOFF_CAP_MS >= BACKOFF_BASE_MS``, ``require_auth_key()``, ``dev_auth`` and that ``repr`` does
@@ -139,7 +140,8 @@ def test_positive_integers_round_trip(variable: str, value: int) -> None:
     value=st.integers(max_value=0).map(str) | st.text(alphabet="abc.-+e ", min_size=1),
 )
 def test_non_positive_or_non_numeric_integers_are_rejected(variable: str, value: str) -> None:
-    if not value.strip() or (variable == "PORT" and value.strip() in ("0", "-0", "+0")):
+    zero = value.strip() in ("0", "-0", "+0")
+    if not value.strip() or (variable in ("PORT", "JWT_LEEWAY_MS") and zero):
         return
     try:
         parsed = int(value.strip(), 10)
@@ -157,6 +159,56 @@ def test_direct_construction_is_validated_too() -> None:
     with pytest.raises(ConfigError) as info:
         Settings(rl_bucket_capacity=0)
     assert info.value.variable == "RL_BUCKET_CAPACITY"
+
+
+# -- DB_PREPARE_THRESHOLD: an integer >= 0, or none/off -----------------------------------------
+
+
+def test_db_prepare_threshold_defaults_to_psycopgs_default() -> None:
+    assert Settings.from_env({}).db_prepare_threshold == 5
+    assert Settings.from_env({"DB_PREPARE_THRESHOLD": "  "}).db_prepare_threshold == 5
+
+
+@pytest.mark.parametrize("value", ["none", "off", "NONE", "OFF", "None", "Off", " none\n"])
+def test_db_prepare_threshold_none_or_off_disables_prepared_statements(value: str) -> None:
+    assert Settings.from_env({"DB_PREPARE_THRESHOLD": value}).db_prepare_threshold is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("1", 1), ("5", 5), (" 100 ", 100)])
+def test_db_prepare_threshold_accepts_non_negative_integers(value: str, expected: int) -> None:
+    assert Settings.from_env({"DB_PREPARE_THRESHOLD": value}).db_prepare_threshold == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "-5", "abc", "1.5", "0x10", "1e3", "null", "false", "no", "non\u0435", "o ff"]
+)
+def test_db_prepare_threshold_rejects_bad_values(value: str) -> None:
+    err = _config_error({"DB_PREPARE_THRESHOLD": value})
+    assert err.variable == "DB_PREPARE_THRESHOLD"
+    assert str(err).startswith("DB_PREPARE_THRESHOLD: ")
+    assert "\n" not in str(err)
+    assert value in err.problem
+
+
+@FAST
+@given(value=st.integers(min_value=0, max_value=10**15))
+def test_db_prepare_threshold_round_trips(value: int) -> None:
+    assert Settings.from_env({"DB_PREPARE_THRESHOLD": str(value)}).db_prepare_threshold == value
+
+
+@FAST
+@given(value=st.integers(max_value=-1))
+def test_db_prepare_threshold_rejects_negative_integers(value: int) -> None:
+    err = _config_error({"DB_PREPARE_THRESHOLD": str(value)})
+    assert err.variable == "DB_PREPARE_THRESHOLD"
+
+
+def test_db_prepare_threshold_direct_construction_is_validated_too() -> None:
+    assert Settings(db_prepare_threshold=None).db_prepare_threshold is None
+    assert Settings(db_prepare_threshold=0).db_prepare_threshold == 0
+    with pytest.raises(ConfigError) as info:
+        Settings(db_prepare_threshold=-1)
+    assert info.value.variable == "DB_PREPARE_THRESHOLD"
 
 
 # -- enums and choices ---------------------------------------------------------------------------

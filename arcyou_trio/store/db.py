@@ -76,7 +76,12 @@ class Store:
             min_size=min(2, size),
             max_size=size,
             open=False,
-            kwargs={"autocommit": True, "connect_timeout": 5},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": 5,
+                # None behind PgBouncer < 1.21 in transaction mode (see DB_PREPARE_THRESHOLD).
+                "prepare_threshold": settings.db_prepare_threshold,
+            },
             name="arcyou",
             reconnect_timeout=0,  # never give up reconnecting: the store comes back by itself
         )
