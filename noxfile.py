@@ -39,5 +39,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[typecheck]")
+    session.install("-e", ".[dev,typecheck]")
     session.run("mypy")

@@ -16,6 +16,7 @@ from arcyou_trio.errors import ArcyouError, ConfigError
 from arcyou_trio.runner import (
     EXIT_CONFIG,
     EXIT_FAILURE,
+    cancelled_on,
     log,
     run_service,
     setup_logging,
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"arcyou-trio {args.command}: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     grace_s = settings.shutdown_grace_ms / 1000
 
     if args.command == "migrate":
@@ -94,10 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gateway":
         from arcyou_trio.gateway import run_gateway
 
-        return run_service("gateway", lambda: run_gateway(settings, verifier), grace_s)
+        return run_service(
+            "gateway", lambda stopping: run_gateway(settings, verifier, stopping), grace_s
+        )
     from arcyou_trio.worker import run_worker
 
-    return run_service("worker", lambda: run_worker(settings), grace_s)
+    return run_service(
+        "worker", lambda stopping: cancelled_on(stopping, lambda: run_worker(settings)), grace_s
+    )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class Settings:
     host: str = _env("HOST", "0.0.0.0")
     port: int = _env("PORT", 8080, validator=_port)
     jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
+    # A JSON Web Key Set file (RFC 7517), instead of JWT_PUBLIC_KEY: tokens pick their key by
+    # `kid`. Read once, when the gateway starts.
+    jwt_jwks_file: str | None = _env("JWT_JWKS_FILE", None)
     jwt_issuer: str | None = _env("JWT_ISSUER", None)
     jwt_audience: str | None = _env("JWT_AUDIENCE", None)
     jwt_leeway_ms: int = _env(
@@ -71,6 +74,9 @@ class Settings:
     rl_refill_ms: int = _env("RL_REFILL_MS", 10000, validator=_positive)
     ws_send_high_water_bytes: int = _env("WS_SEND_HIGH_WATER", 1 << 20, validator=_positive)
     auth_timeout_ms: int = _env("AUTH_TIMEOUT_MS", 10000, validator=_positive)
+    ws_ping_interval_ms: int = _env("WS_PING_INTERVAL_MS", 30000, validator=_positive)
+    ws_ping_timeout_ms: int = _env("WS_PING_TIMEOUT_MS", 10000, validator=_positive)
+    max_connections: int = _env("MAX_CONNECTIONS", 50000, validator=_positive)
     max_rooms_per_connection: int = _env("MAX_ROOMS_PER_CONNECTION", 1000, validator=_positive)
     backfill_limit: int = _env("BACKFILL_LIMIT", 500, validator=_positive)
     backoff_base_ms: int = _env("BACKOFF_BASE_MS", 500, validator=_positive)
@@ -92,6 +98,11 @@ class Settings:
     )
     shutdown_grace_ms: int = _env("SHUTDOWN_GRACE_MS", 10000, validator=_positive)
     worker_id: str = _env("WORKER_ID", f"{socket.gethostname()}-{os.getpid()}")
+    log_format: str = _env(
+        "LOG_FORMAT",
+        "text",
+        validator=_check(lambda v: v in {"text", "json"}, "must be text or json"),
+    )
     log_level: str = _env(
         "LOG_LEVEL",
         "INFO",
@@ -107,15 +118,29 @@ class Settings:
 
     @property
     def dev_auth(self) -> bool:
-        """True when tokens are plain user UUIDs (``JWT_PUBLIC_KEY=dev-placeholder``)."""
-        return self.jwt_public_key == DEV_PLACEHOLDER
+        """True when tokens are plain user UUIDs (``JWT_PUBLIC_KEY=dev-placeholder`` and no
+        ``JWT_JWKS_FILE``)."""
+        return self.jwt_public_key == DEV_PLACEHOLDER and not self.jwt_jwks_file
 
-    def require_auth_key(self) -> str:
-        """The gateway cannot start without an auth mode chosen explicitly."""
+    def require_auth_key(self) -> str | None:
+        """The gateway cannot start without an auth mode chosen explicitly.
+
+        Returns ``JWT_PUBLIC_KEY`` (a PEM, or ``dev-placeholder``), or None when the keys come
+        from ``JWT_JWKS_FILE`` instead. A JWKS file wins over ``dev-placeholder`` (the stricter
+        mode: ``arcyou-trio dev`` defaults ``JWT_PUBLIC_KEY`` to the placeholder); a PEM and a
+        JWKS file together are an error.
+        """
+        if self.jwt_jwks_file:
+            if self.jwt_public_key and self.jwt_public_key != DEV_PLACEHOLDER:
+                raise ConfigError(
+                    "JWT_JWKS_FILE", "set together with JWT_PUBLIC_KEY: configure only one of them"
+                )
+            return None
         if not self.jwt_public_key:
             raise ConfigError(
                 "JWT_PUBLIC_KEY",
-                "required: a PEM public key, or 'dev-placeholder' for development",
+                "required: a PEM public key, or 'dev-placeholder' for development"
+                " (or set JWT_JWKS_FILE instead)",
             )
         return self.jwt_public_key
 

@@ -29,7 +29,16 @@ class ProtocolError(ArcyouError):
 
 
 class AuthError(ArcyouError):
-    """A token could not be verified."""
+    """A token could not be verified.
+
+    ``reason`` is a short, stable, machine-readable code (``token_expired``, ``invalid_token``,
+    ...; see :mod:`arcyou_trio.auth`) that the gateway may send to the client. The message is
+    for the server log and never contains the token.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(ArcyouError):

@@ -1,13 +1,15 @@
 """Running a trio service as a process: signals, shutdown grace, one-line fatal errors.
 
-SIGINT and SIGTERM cancel the service at once; its cleanups (closing sockets, handing back
-claimed outbox rows, closing pools) are shielded and bounded, and a watchdog ends the process if
-they still take longer than the grace period. An :class:`~arcyou_trio.errors.ArcyouError` that
+SIGINT and SIGTERM ask the service to stop (the gateway stops accepting and drains its
+connections, the worker hands back its claimed rows) and cancel whatever still runs when the
+grace period ends; cleanups are shielded and bounded, and a watchdog ends the process if they
+still overrun. An :class:`~arcyou_trio.errors.ArcyouError` that
 ends the service is printed as one line (exit 2 for configuration, 1 otherwise), no traceback.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -25,21 +27,44 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
-async def until_signal(main: Callable[[], Awaitable[None]], grace_s: float) -> None:
+def setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+async def until_signal(main: Callable[[trio.Event], Awaitable[None]], grace_s: float) -> None:
+    """Run ``main(stopping)``; on SIGINT/SIGTERM set ``stopping`` and give it ``grace_s``.
+
+    A service that can stop gracefully watches ``stopping`` (the gateway drains its
+    connections); anything still running when the grace period ends is cancelled, and a
+    watchdog ends the process if even the shielded cleanups overrun.
+    """
+    stopping = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run_main() -> None:
                 try:
-                    await main()
+                    await main(stopping)
                 finally:
                     nursery.cancel_scope.cancel()
 
@@ -50,11 +75,26 @@ async def until_signal(main: Callable[[], Awaitable[None]], grace_s: float) -> N
                     signal.Signals(signum).name,
                     grace_s,
                 )
-                watchdog = threading.Timer(grace_s, _force_exit, args=(grace_s,))
+                stopping.set()
+                nursery.cancel_scope.deadline = trio.current_time() + grace_s
+                watchdog = threading.Timer(grace_s + 5, _force_exit, args=(grace_s,))
                 watchdog.daemon = True
                 watchdog.start()
-                nursery.cancel_scope.cancel()
                 break
+            await trio.sleep_forever()
+
+
+async def cancelled_on(stopping: trio.Event, main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` until ``stopping`` is set, then cancel it (for services that stop at once)."""
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            await main()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(run)
+        await stopping.wait()
+        nursery.cancel_scope.cancel()
 
 
 def _force_exit(grace_s: float) -> None:
@@ -81,7 +121,7 @@ def report(name: str, exc: BaseException) -> int | None:
     return code
 
 
-def run_service(name: str, main: Callable[[], Awaitable[None]], grace_s: float) -> int:
+def run_service(name: str, main: Callable[[trio.Event], Awaitable[None]], grace_s: float) -> int:
     try:
         trio.run(until_signal, main, grace_s)
     except BaseException as exc:

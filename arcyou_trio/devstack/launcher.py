@@ -67,7 +67,9 @@ class Banner:
         return "\n".join(lines)
 
 
-async def serve_dev(settings: Settings, verifier: Verifier, banner: Banner) -> None:
+async def serve_dev(
+    settings: Settings, verifier: Verifier, banner: Banner, stopping: trio.Event
+) -> None:
     from arcyou_trio.bus import Bus
     from arcyou_trio.gateway import serve_gateway
     from arcyou_trio.store import Store
@@ -80,10 +82,23 @@ async def serve_dev(settings: Settings, verifier: Verifier, banner: Banner) -> N
         Bus.open(settings.redis_url) as bus,
         trio.open_nursery() as nursery,
     ):
-        listeners = await nursery.start(serve_gateway, settings, store, bus, verifier)
         await nursery.start(OutboxWorker(settings, store, bus).serve)
+        gateway_done = trio.Event()
+
+        async def gateway(task_status: trio.TaskStatus[list[trio.SocketListener]]) -> None:
+            try:
+                await serve_gateway(
+                    settings, store, bus, verifier, stopping=stopping, task_status=task_status
+                )
+            finally:
+                gateway_done.set()
+
+        listeners = await nursery.start(gateway)
         port = listeners[0].socket.getsockname()[1]
         print(banner.render(port), flush=True)
+        # On Ctrl-C the gateway drains its connections and returns; then the worker stops.
+        await gateway_done.wait()
+        nursery.cancel_scope.cancel()
 
 
 def run_dev(args: argparse.Namespace) -> int:
@@ -113,7 +128,7 @@ def run_dev(args: argparse.Namespace) -> int:
             env["PORT"] = str(args.port)
         settings = Settings.from_env(env)
         verifier = verifier_from_settings(settings)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, settings.log_format)
 
         from arcyou_trio.store import apply_migrations
         from arcyou_trio.store.admin import ensure_sample_room
@@ -127,7 +142,7 @@ def run_dev(args: argparse.Namespace) -> int:
         banner = Banner(settings, database, redis_note, sample)
         return run_service(
             "dev",
-            lambda: serve_dev(settings, verifier, banner),
+            lambda stopping: serve_dev(settings, verifier, banner, stopping),
             settings.shutdown_grace_ms / 1000,
         )
     except ConfigError as exc:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 UNAVAILABLE = "Service temporarily unavailable"
 REPLY_NOT_FOUND = "reply_to_message_id not found in this room"
 AHEAD_OF_ROOM = "last_read_message_id is ahead of the room's last message"
+# The field of a failed auth reply that carries AuthError.reason (arcyou_trio.auth.REASONS).
+AUTH_REASON = "reason"
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -54,6 +56,8 @@ class GatewayStats:
     closed_slow: int = 0
     closed_auth_timeout: int = 0
     closed_too_big: int = 0
+    closed_keepalive: int = 0
+    refused_connections: int = 0
     errors: int = 0
 
 
@@ -66,6 +70,8 @@ class GatewayContext:
     hub: RoomHub
     verifier: Verifier
     stats: GatewayStats = attrs.Factory(GatewayStats)
+    connections: set[Connection] = attrs.Factory(set)
+    draining: bool = False
 
 
 def _frame(obj: dict[str, Any]) -> Frame:
@@ -90,7 +96,9 @@ class Connection:
         )
         self.queue = SendQueue(settings.ws_send_high_water_bytes)
         self._reader_scope = trio.CancelScope()
+        self._idle_scope: trio.CancelScope | None = None
         self._close: tuple[int, str] | None = None
+        self._flush = True
         self._mid_frame = False
         self._db_timeout_s = settings.db_timeout_ms / 1000
 
@@ -103,12 +111,14 @@ class Connection:
                 with self._reader_scope:
                     async with trio.open_nursery() as reader:
                         reader.start_soon(self._auth_deadline)
+                        reader.start_soon(self._keepalive)
                         await self._reader()
                         reader.cancel_scope.cancel()
-                # The reader is done (client left, or kill()): let the writer finish the frame
-                # it is in the middle of, then stop it. A peer that does not read even that much
-                # within the grace period loses the connection without a close frame.
-                self.queue.close(drop=self._close is not None)
+                # The reader is done (client left, kill() or drain()): let the writer finish the
+                # frame in flight (drain: everything queued), then stop it. A peer that does not
+                # read even that much within the grace period loses the connection without a
+                # close frame.
+                self.queue.close(drop=not self._flush)
                 nursery.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
         finally:
             self._leave_all()
@@ -118,14 +128,40 @@ class Connection:
                 await self.ws.aclose(code, reason)
 
     def kill(self, code: int, reason: str) -> None:
-        """Close this connection from any task, without waiting."""
+        """Close this connection from any task, without waiting; drop what is queued."""
         if self._close is not None:
             return
         self._close = (code, reason)
+        self._flush = False
         self._leave_all()
         self.queue.close(drop=True)
         self._reader_scope.cancel()
         log.info("closing connection %s: %d %s", self.peer, code, reason)
+
+    def drain(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close gracefully: finish the request in progress, send every queued reply, then
+        close with ``code``. A request not yet read is not started."""
+        if self._close is not None:
+            return
+        self._close = (code, reason)
+        self._flush = True
+        self._leave_all()
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def _keepalive(self) -> None:
+        settings = self.ctx.settings
+        while True:
+            await trio.sleep(settings.ws_ping_interval_ms / 1000)
+            with trio.move_on_after(settings.ws_ping_timeout_ms / 1000) as timer:
+                try:
+                    await self.ws.ping()
+                except trio_websocket.ConnectionClosed:
+                    return
+            if timer.cancelled_caught:
+                self.ctx.stats.closed_keepalive += 1
+                self.kill(CLOSE_GOING_AWAY, "keepalive timeout: no pong")
+                return
 
     def _leave_all(self) -> None:
         for room_id in list(self.session.rooms):
@@ -173,12 +209,19 @@ class Connection:
 
     async def _reader(self) -> None:
         max_bytes = self.ctx.settings.max_body_bytes
-        while True:
-            # Answers (replies, backfill) the client has not read yet hold back its next request.
-            await self.queue.wait_for_room()
-            try:
-                data = await self.ws.get_message()
-            except trio_websocket.ConnectionClosed:
+        while self._close is None:
+            # Between requests the connection is idle: drain() may stop it here, never in the
+            # middle of a request (a send is committed and acked, or not started).
+            with trio.CancelScope() as idle:
+                self._idle_scope = idle
+                # Answers the client has not read yet hold back its next request.
+                await self.queue.wait_for_room()
+                try:
+                    data = await self.ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    return
+            self._idle_scope = None
+            if idle.cancelled_caught:
                 return
             # trio-websocket limits characters; the seed's limit is in bytes.
             if (
@@ -207,11 +250,19 @@ class Connection:
                 await self._ack(request)
 
     def _auth(self, request: Auth) -> None:
+        verifier = self.ctx.verifier
         try:
-            user_id = self.ctx.verifier.verify(request.token)
+            user_id = verifier.verify(request.token)
         except AuthError as exc:
-            log.info("auth failed from %s: %s", self.peer, exc)
-            raise RequestError("auth", UNAUTHORIZED) from None
+            # The peer and the reason, never the token.
+            log.info("auth failed from %s: %s (%s)", self.peer, exc.reason, exc)
+            reply = messages.error_reply(RequestError("auth", UNAUTHORIZED))
+            # The seed's reply plus a machine-readable reason (JWT mode only: dev-mode tokens
+            # are plain UUIDs, and its replies stay exactly the seed's).
+            if not verifier.dev_mode:
+                reply[AUTH_REASON] = exc.reason
+            self._reply(reply)
+            return
         self.session.authenticated(user_id)
         self._reply(messages.auth_ok(user_id))
 

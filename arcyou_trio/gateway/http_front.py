@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 16 * 1024
 HEAD_TIMEOUT_S = 10.0
 _REASONS = {
+    503: b"Service Unavailable",
     200: b"OK",
     400: b"Bad Request",
     404: b"Not Found",
@@ -78,7 +79,12 @@ async def _read_head(stream: trio.SocketStream) -> bytes | None:
 
 
 async def _respond(
-    stream: trio.SocketStream, status: int, body: bytes, *, head_only: bool = False
+    stream: trio.SocketStream,
+    status: int,
+    body: bytes,
+    *,
+    head_only: bool = False,
+    extra_headers: list[tuple[str, str]] | None = None,
 ) -> None:
     conn = h11.Connection(h11.SERVER)
     # h11 needs to have seen a request before it will produce a response.
@@ -88,6 +94,7 @@ async def _respond(
         ("content-type", "application/json"),
         ("content-length", str(len(body))),
         ("connection", "close"),
+        *(extra_headers or []),
     ]
     parts = [
         conn.send(
@@ -106,6 +113,7 @@ def make_handler(
     on_websocket: WebSocketHandler,
     health: HealthCheck,
     max_message_bytes: int,
+    admit: Callable[[], bool] = lambda: True,
 ) -> Callable[[trio.SocketStream], Awaitable[None]]:
     """Build the per-TCP-connection handler for ``trio.serve_tcp``."""
 
@@ -131,6 +139,15 @@ def make_handler(
                     return
                 headers = {k.lower(): v.lower() for k, v in request.headers}
                 if headers.get(b"upgrade") == b"websocket":
+                    if not admit():
+                        # Refused politely before the handshake: the client may retry later.
+                        await _respond(
+                            stream,
+                            503,
+                            b'{"ok":false,"error":"server busy, retry later"}',
+                            extra_headers=[("retry-after", "1")],
+                        )
+                        return
                     await _serve_upgrade(stream, head, peer, on_websocket, max_message_bytes)
                     return
                 path = request.target.split(b"?", 1)[0]

@@ -51,16 +51,24 @@ async def serve_gateway(
     bus: Bus,
     verifier: Verifier,
     *,
+    stopping: trio.Event | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve until cancelled, or until ``stopping`` is set: then stop accepting, drain every
+    connection (in-flight requests finish and are answered, then close 1001) and return."""
     async with bus.subscriber() as subscriber:
-        hub = RoomHub(Channels(settings.pubsub_mode, settings.redis_channel_prefix), subscriber)
+        channels = Channels(settings.pubsub_mode, settings.redis_channel_prefix)
+        hub = RoomHub(channels, subscriber)
         ctx = GatewayContext(settings=settings, store=store, hub=hub, verifier=verifier)
+        drained = trio.Event()
 
         async def on_websocket(ws: trio_websocket.WebSocketConnection, peer: str) -> None:
+            conn = Connection(ws, peer, ctx)
+            ctx.connections.add(conn)
             ctx.stats.connections += 1
             ctx.stats.accepted += 1
-            conn = Connection(ws, peer, ctx)
+            if ctx.draining:
+                conn.drain()
             try:
                 await conn.run()
             except Exception:
@@ -70,28 +78,64 @@ async def serve_gateway(
                     await ws.aclose(CLOSE_INTERNAL, "internal error")
             finally:
                 ctx.stats.connections -= 1
+                ctx.connections.discard(conn)
+                if ctx.draining and not ctx.connections:
+                    drained.set()
+
+        def admit() -> bool:
+            if ctx.draining or ctx.stats.connections >= settings.max_connections:
+                ctx.stats.refused_connections += 1
+                return False
+            return True
 
         handler = make_handler(
             on_websocket=on_websocket,
             health=lambda: HEALTH_OK,
             max_message_bytes=settings.max_body_bytes,
+            admit=admit,
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run_listener)
-            listeners: list[trio.SocketListener] = await nursery.start(
-                partial(trio.serve_tcp, _contained(handler, ctx), settings.port, host=settings.host)
-            )
-            for listener in listeners:
-                host, port, *_ = listener.socket.getsockname()
-                log.info(
-                    "gateway listening on %s:%d (pubsub %s)", host, port, settings.pubsub_mode.value
+            async with trio.open_nursery() as accepting:
+                listeners: list[trio.SocketListener] = await accepting.start(
+                    partial(
+                        trio.serve_tcp,
+                        _contained(handler, ctx),
+                        settings.port,
+                        host=settings.host,
+                        handler_nursery=nursery,
+                    )
                 )
-            task_status.started(listeners)
+                for listener in listeners:
+                    host, port, *_ = listener.socket.getsockname()
+                    log.info(
+                        "gateway listening on %s:%d (pubsub %s)",
+                        host,
+                        port,
+                        settings.pubsub_mode.value,
+                    )
+                task_status.started(listeners)
+                if stopping is None:
+                    await trio.sleep_forever()
+                else:
+                    await stopping.wait()
+                # Stop accepting: the listening sockets close with this nursery.
+                accepting.cancel_scope.cancel()
+            ctx.draining = True
+            log.info("draining %d connections", len(ctx.connections))
+            for conn in list(ctx.connections):
+                conn.drain()
+            if ctx.connections:
+                await drained.wait()
+            log.info("all connections closed")
+            nursery.cancel_scope.cancel()
 
 
-async def run_gateway(settings: Settings, verifier: Verifier) -> None:
-    """The whole gateway process: open the adapters, serve until cancelled."""
+async def run_gateway(
+    settings: Settings, verifier: Verifier, stopping: trio.Event | None = None
+) -> None:
+    """The whole gateway process: open the adapters, serve until stopped or cancelled."""
     if verifier.dev_mode:
         log.warning("JWT_PUBLIC_KEY=dev-placeholder: any UUID is accepted as a token (dev only)")
     async with Store.open(settings) as store, Bus.open(settings.redis_url) as bus:
-        await serve_gateway(settings, store, bus, verifier)
+        await serve_gateway(settings, store, bus, verifier, stopping=stopping)
