@@ -58,6 +58,7 @@ PublicKey: TypeAlias = (
 _RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 _EC_ALGS = {"secp256r1": ("ES256",), "secp384r1": ("ES384",), "secp521r1": ("ES512",)}
 _EDDSA_ALGS = ("EdDSA",)
+_SIGNING_ALGS = (*_RSA_ALGS, *(a for algs in _EC_ALGS.values() for a in algs), *_EDDSA_ALGS)
 
 
 @attrs.frozen
@@ -116,7 +117,7 @@ class Verifier:
 
     def verify(self, token: str) -> uuid.UUID:
         if self.dev_mode:
-            return _uuid(token)
+            return _uuid(token, "the token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -145,7 +146,7 @@ class Verifier:
         sub = claims.get("sub")
         if not isinstance(sub, str):
             raise AuthError("sub claim missing or not a string", INVALID_SUBJECT)
-        return _uuid(sub)
+        return _uuid(sub, "sub")
 
     def _key_for(self, header: Mapping[str, Any]) -> VerificationKey:
         if not self._select_by_kid:
@@ -181,11 +182,11 @@ def _reason(exc: jwt.PyJWTError) -> str:
     return INVALID_TOKEN
 
 
-def _uuid(value: str) -> uuid.UUID:
+def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise AuthError("sub is not a UUID", INVALID_SUBJECT) from None
+        raise AuthError(f"{what} is not a UUID", INVALID_SUBJECT) from None
 
 
 # -- keys --------------------------------------------------------------------------------------
@@ -227,9 +228,7 @@ def read_jwks_file(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(
-            "JWT_JWKS_FILE", f"cannot read {path!r}: {exc.strerror or exc}"
-        ) from None
+        raise ConfigError("JWT_JWKS_FILE", f"cannot read {path!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError("JWT_JWKS_FILE", f"{path!r} is not UTF-8 text") from None
 
@@ -296,11 +295,12 @@ def _load_jwk(
         raise bad(f"{name}: kty missing")
     if "d" in entry:
         raise bad(f"{name} holds private key material; publish only public keys")
-    if alg is not None and alg not in jwt.algorithms.get_default_algorithms():
-        raise bad(f"{name}: unsupported alg {alg!r}")
+    if alg is not None and alg not in _SIGNING_ALGS:
+        raise bad(f"{name}: unsupported alg {alg!r} (allowed: {', '.join(_SIGNING_ALGS)})")
     try:
-        jwk = jwt.PyJWK(dict(entry))
-    except jwt.PyJWTError as exc:
+        # The key is built from its type alone; its `alg` is checked against that type below.
+        jwk = jwt.PyJWK({k: v for k, v in entry.items() if k != "alg"})
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError, NotImplementedError) as exc:
         raise bad(f"{name}: unusable {kty} key ({str(exc)[:200]})") from None
     problem, algorithms = _algorithms_for(jwk.key)
     if problem:

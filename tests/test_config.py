@@ -10,6 +10,8 @@ not leak secrets.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from arcyou_trio.auth import verifier_from_settings
 from arcyou_trio.config import DEV_PLACEHOLDER, PubSubMode, Settings
 from arcyou_trio.errors import ConfigError
 
@@ -473,6 +476,93 @@ def test_require_auth_key_returns_the_key() -> None:
 def test_dev_auth_only_for_the_placeholder(key: str | None, dev: bool) -> None:
     env = {} if key is None else {"JWT_PUBLIC_KEY": key}
     assert Settings.from_env(env).dev_auth is dev
+
+
+# -- JWT_JWKS_FILE ---------------------------------------------------------------------------------
+
+# A real P-256 public key as a JWK (the key of RFC 7515, appendix A.3).
+EC_JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "kid": "e1",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+}
+
+
+def _jwks_file(tmp_path: Path, content: Any) -> str:
+    path = tmp_path / "jwks.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def _gateway_config_error(env: dict[str, str]) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        verifier_from_settings(Settings.from_env(env))
+    return info.value
+
+
+def test_jwks_file_alone_is_an_auth_mode(tmp_path: Path) -> None:
+    path = _jwks_file(tmp_path, {"keys": [EC_JWK]})
+    s = Settings.from_env({"JWT_JWKS_FILE": path})
+    assert s.jwt_jwks_file == path
+    assert s.jwt_public_key is None
+    assert s.require_auth_key() is None
+    assert not s.dev_auth
+    assert not verifier_from_settings(s).dev_mode
+
+
+def test_jwks_file_wins_over_dev_placeholder(tmp_path: Path) -> None:
+    path = _jwks_file(tmp_path, {"keys": [EC_JWK]})
+    s = Settings.from_env({"JWT_JWKS_FILE": path, "JWT_PUBLIC_KEY": DEV_PLACEHOLDER})
+    assert s.require_auth_key() is None
+    assert not s.dev_auth
+    assert not verifier_from_settings(s).dev_mode
+
+
+def test_jwks_file_and_public_key_together_is_an_error(tmp_path: Path) -> None:
+    path = _jwks_file(tmp_path, {"keys": [EC_JWK]})
+    s = Settings.from_env({"JWT_JWKS_FILE": path, "JWT_PUBLIC_KEY": PEM})
+    with pytest.raises(ConfigError) as info:
+        s.require_auth_key()
+    assert info.value.variable == "JWT_JWKS_FILE"
+    assert "JWT_PUBLIC_KEY" in info.value.problem
+    assert _gateway_config_error({"JWT_JWKS_FILE": path, "JWT_PUBLIC_KEY": PEM}).variable == (
+        "JWT_JWKS_FILE"
+    )
+
+
+def test_jwks_file_missing(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.json")
+    err = _gateway_config_error({"JWT_JWKS_FILE": missing})
+    assert err.variable == "JWT_JWKS_FILE"
+    assert "nope.json" in err.problem
+    assert _gateway_config_error({"JWT_JWKS_FILE": str(tmp_path)}).variable == "JWT_JWKS_FILE"
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "{not json", "[]", '{"keys": []}', '{"keys": "x"}', json.dumps(EC_JWK)],
+    ids=["empty", "bad-json", "array", "no-keys", "keys-not-array", "bare-jwk"],
+)
+def test_jwks_file_not_a_key_set(tmp_path: Path, content: str) -> None:
+    err = _gateway_config_error({"JWT_JWKS_FILE": _jwks_file(tmp_path, content)})
+    assert err.variable == "JWT_JWKS_FILE"
+
+
+def test_jwks_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_bytes(b"\xff\xfe{}")
+    assert _gateway_config_error({"JWT_JWKS_FILE": str(path)}).variable == "JWT_JWKS_FILE"
+
+
+def test_jwks_file_with_an_oct_key(tmp_path: Path) -> None:
+    oct_key = {"kty": "oct", "kid": "h1", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ"}
+    path = _jwks_file(tmp_path, {"keys": [EC_JWK, oct_key]})
+    err = _gateway_config_error({"JWT_JWKS_FILE": path})
+    assert err.variable == "JWT_JWKS_FILE"
+    assert "oct" in err.problem
+    assert oct_key["k"] not in str(err)
 
 
 # -- secrets ---------------------------------------------------------------------------------------

@@ -504,8 +504,9 @@ storable_text = st.text(
 wire_scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
+    # Content numbers must fit in 64 bits (jsonb would hand larger ones back as huge integers).
+    st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-9e18, max_value=9e18),
     storable_text,
 )
 nonblank_text = st.text(
@@ -583,3 +584,21 @@ def test_nul_characters_are_refused(frame: dict[str, Any]) -> None:
     with pytest.raises(RequestError) as err:
         validate({**base, **frame}, Limits())
     assert "must not contain NUL (U+0000) characters" in err.value.error
+
+
+@pytest.mark.parametrize("number", [2**63, -(2**64), 1e19, -1e300, float(2**63)])
+def test_content_numbers_beyond_64_bits_are_refused(number: float) -> None:
+    frame = {
+        "op": "send",
+        "room_id": "00000000-0000-4000-8000-000000000000",
+        "content": {"text": "ok", "n": [number]},
+    }
+    with pytest.raises(RequestError) as err:
+        validate(frame, Limits())
+    assert err.value.error == "content numbers must be between -2^63 and 2^63"
+
+
+def test_replies_never_echo_a_server_op() -> None:
+    with pytest.raises(RequestError) as err:
+        validate({"op": "event"}, Limits())
+    assert err.value.op == "error" and err.value.error == "unknown op"

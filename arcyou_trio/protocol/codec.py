@@ -8,6 +8,7 @@ what :func:`dumps` can encode again.)
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,8 +27,15 @@ def loads(data: str | bytes) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Encode a reply or event as the text of one WebSocket text frame."""
-    return orjson.dumps(value).decode()
+    """Encode a reply or event as the text of one WebSocket text frame.
+
+    orjson refuses integers beyond 64 bits; content stored before such numbers were refused
+    (or written by other tools) must still be deliverable, so those fall back to the stdlib.
+    """
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def iso_ms(moment: datetime) -> str:

@@ -21,6 +21,7 @@ MAX_OP_ECHO_CHARS = 32
 MAX_MESSAGE_ID = (1 << 63) - 1
 # Deeper content could be stored but not encoded again as an event (orjson.dumps stops at 254).
 MAX_CONTENT_DEPTH = 32
+MAX_CONTENT_NUMBER = (1 << 63) - 1
 
 
 class MessageType(enum.Enum):
@@ -147,6 +148,11 @@ def _check_tree(value: Any) -> None:
         if isinstance(item, str):
             if "\x00" in item:
                 raise _Invalid("must not contain NUL (U+0000) characters")
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            # PostgreSQL's jsonb keeps numbers exactly, so 1e300 comes back as a 301-digit
+            # integer that no JSON encoder on the way out accepts.
+            if not -MAX_CONTENT_NUMBER <= item <= MAX_CONTENT_NUMBER:
+                raise _Invalid("numbers must be between -2^63 and 2^63")
         elif isinstance(item, dict | list):
             if depth > MAX_CONTENT_DEPTH:
                 raise _Invalid(f"must not nest deeper than {MAX_CONTENT_DEPTH} levels")
@@ -189,11 +195,16 @@ class Limits:
     max_text_chars: int = 4000
 
 
+# Ops the server pushes: echoing one in a reply would make the reply look like a push.
+SERVER_OPS = frozenset({"event"})
+
+
 def op_of(obj: Any) -> str:
-    """The op to echo in a reply to ``obj``: its op if it is a short string, else ``error``."""
+    """The op to echo in a reply to ``obj``: its op if it is a short string a client may send,
+    else ``error``."""
     if isinstance(obj, dict):
         op = obj.get("op")
-        if isinstance(op, str) and 0 < len(op) <= MAX_OP_ECHO_CHARS:
+        if isinstance(op, str) and 0 < len(op) <= MAX_OP_ECHO_CHARS and op not in SERVER_OPS:
             return op
     return "error"
 
