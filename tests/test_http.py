@@ -5,19 +5,7 @@ from __future__ import annotations
 import trio
 
 from tests.conftest import System
-
-
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[str, bytes]:
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"
-            await stream.send_all(request.encode())
-            data = b""
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return head.split(b"\r\n")[0].decode(), body
+from tests.helpers import http_get
 
 
 async def test_health_answers_ok(system: System) -> None:

@@ -21,9 +21,8 @@ from arcyou_trio.gateway import serve_gateway
 from arcyou_trio.store import Store
 from arcyou_trio.worker import OutboxWorker
 from tests.conftest import db, make_room, running_system
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, http_get, wait_for, wait_healthy
 from tests.test_entrypoints import base_env, run_cli, service
-from tests.test_http import http_get
 
 
 @asynccontextmanager
@@ -226,14 +225,7 @@ async def test_json_logs_and_no_token_in_them(database_url: str, redis_url: str)
     )
     secret = "SECRET-TOKEN-VALUE-1234"
     with service("arcyou_trio.gateway", env) as gateway:
-
-        async def healthy() -> bool:
-            try:
-                return (await http_get(port, "/health"))[1] == b'{"ok":true}'
-            except OSError:
-                return False
-
-        await wait_for(healthy, what="gateway /health")
+        await wait_healthy(port)
         async with ChatClient.connect(f"ws://127.0.0.1:{port}") as client:
             assert (await client.auth(secret))["success"] is False
         gateway.send_signal(2)
@@ -259,14 +251,7 @@ def test_sigterm_stops_a_gateway_process_gracefully(database_url: str, redis_url
 
     async def scenario() -> tuple[int, str]:
         with service("arcyou_trio.gateway", env) as gateway:
-
-            async def healthy() -> bool:
-                try:
-                    return (await http_get(port, "/health"))[1] == b'{"ok":true}'
-                except OSError:
-                    return False
-
-            await wait_for(healthy, what="gateway /health")
+            await wait_healthy(port)
             async with ChatClient.connect(f"ws://127.0.0.1:{port}") as client:
                 await client.auth(uuid.uuid4())
                 gateway.terminate()
