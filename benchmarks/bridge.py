@@ -1,59 +1,74 @@
 """Which bridge from trio to PostgreSQL and to Redis is fastest, on this machine, on our code paths.
 
 Run: ``python benchmarks/bridge.py [--seconds 5] [--concurrency 8] [--database-url URL]``
-(defaults: 5 s per measurement, 8 concurrent tasks, ``postgresql://postgres@127.0.0.1:5432/postgres``
-as the maintenance database, ``redis://127.0.0.1:6379/0``). Takes about two minutes.
+(also ``--rounds 2``, ``--warmup 0.5``, ``--redis-url redis://127.0.0.1:6379/0``). The database
+URL names a database to connect to for ``CREATE``/``DROP DATABASE`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``). About two minutes with the defaults.
 
 What it measures
 ----------------
+Every row is measured for ``--seconds`` in total, split into ``--rounds`` slices; a round
+measures every row of a section once, in order, so whatever else the machine is doing is spread
+over the rows rather than landing on one of them. Each slice starts its client afresh and
+discards ``--warmup`` seconds before counting.
+
 Database: the gateway's send transaction, ``queries._SEND`` (one CTE statement that locks the room
-row, inserts the message and its outbox row and moves the room's ``last_message_id``), in a
-closed loop by ``--concurrency`` tasks for ``--seconds`` after a warm-up, against a scratch
-database (``arcyou_bench_bridge_<pid>``, created and migrated here, dropped at the end even on
-failure). Two loads: ``64 rooms`` (each send picks one of 64 rooms at random, each room with one
-member, so concurrent sends rarely wait on each other's room lock) and ``1 room`` (every task
-sends to the same room: the lock-contention worst case). Rows:
+row, inserts the message and its outbox row and moves the room's ``last_message_id``, autocommit:
+one round trip, one commit), in a closed loop by ``--concurrency`` tasks, against a scratch
+database (``arcyou_bench_bridge_<pid>``, created and migrated here, dropped at the end, also on
+an error, Ctrl-C or SIGTERM). Two loads: ``64 rooms`` (each send picks one of 64 rooms at random,
+each room with one member, so concurrent sends rarely wait on each other's room lock) and
+``1 room`` (every task sends to the same room: the lock-contention worst case). Rows:
 
 - ``store``: our :class:`arcyou_trio.store.Store` (sync ``psycopg_pool.ConnectionPool`` on
   ``trio.to_thread.run_sync`` with a ``CapacityLimiter``), calling ``store.send_message``.
-- ``async pool, aio_as_trio per call``: psycopg ``AsyncConnectionPool`` on a trio-asyncio loop,
-  each send wrapped by ``trio_asyncio.aio_as_trio`` from a trio task (what a trio-asyncio store
-  would do).
-- ``async pool, whole loop in asyncio``: the same pool, but each task's entire closed loop runs as
-  asyncio code under trio-asyncio (one bridge crossing per task, not per send): what the asyncio
-  side alone costs on trio-asyncio's loop.
-- ``async pool, plain asyncio``: the same asyncio code in a child process on a stock asyncio
-  loop, no trio at all (a reference: not reachable from trio).
+- ``aio_as_trio per call``: psycopg ``AsyncConnectionPool`` (same sizes and connection options
+  as the store's pool) on a trio-asyncio loop, each send wrapped by ``trio_asyncio.aio_as_trio``
+  from a trio task: what a trio-asyncio store would do.
+- ``whole loop in asyncio``: the same pool, but each task's entire closed loop runs as asyncio
+  code under trio-asyncio (one bridge crossing per task, not per send): what the asyncio side
+  costs on trio-asyncio's loop without the per-call crossing.
+- ``plain asyncio``: the same asyncio code in a child process on a stock asyncio loop, no trio
+  at all (a reference, not an option for us).
 - ``pgbench``: the ceiling, the same statement from C (``-M prepared``, as psycopg prepares a
-  statement after 5 executions on a connection), ``-c concurrency -j 2 -T seconds -n``. Room and
-  user ids are computed from a pgbench variable in SQL (rooms are created with ids derived from
-  their number), so the server does the same work as for the Python rows.
+  statement after 5 executions on a connection), ``-c concurrency -j 2 -n -T`` (slice rounded
+  up to whole seconds). Rooms are created with ids derived from their number, and the script
+  computes room and user ids from a pgbench variable in SQL, so the server does the same work.
 
-Before every database measurement the message and outbox tables are truncated, vacuumed and a
-CHECKPOINT is taken, so that no run pays for another's checkpoint. After each run the number of
-messages and outbox rows in the database is checked against the number of sends completed.
-``synchronous_commit`` stays at the server default (shown in the header).
+Before each load the message and outbox tables are truncated and vacuumed and a CHECKPOINT is
+taken. After every slice the messages and outbox rows written are checked against the sends
+completed (a mismatch is flagged in the table). ``synchronous_commit`` is left at the server's
+setting (shown in the header).
 
-Redis: publishing one ~260-byte outbox payload per message with ``--concurrency`` tasks, in
+Redis: publishing a ~260-byte outbox payload per message with ``--concurrency`` tasks, in
 batches of 1 and of 100 per pipelined round trip: ``Bus.publish_many`` (redis.asyncio under
-trio-asyncio, our bus), against a sync ``redis.Redis`` pipeline on ``trio.to_thread.run_sync``;
-ceiling ``redis-benchmark -t publish -c concurrency`` with ``-P 1`` and ``-P 100``. Subscribing:
-messages/s received while a separate process floods one channel (raw RESP over a socket, with a
-credit window on the receiver's count so Redis never buffers more than a few MB for the
-subscriber): our ``Subscriber.messages()`` (trio-asyncio), against a sync ``PubSub.get_message``
-loop in a worker thread handing each message to a trio memory channel through
-``trio.from_thread.run_sync(send_nowait)``, and the same thread handing over whatever it has
-read in one call (``batched``).
+trio-asyncio, our bus), a sync ``redis.Redis`` pipeline on ``trio.to_thread.run_sync``, and the
+Bus's pipeline code on plain asyncio in a child process (reference). Ceiling:
+``redis-benchmark -c concurrency -P 1|100 PUBLISH channel payload`` (7.0 has no built-in publish
+test, so the command is spelled out). Nobody subscribes to the publish channel.
+
+Subscribing: messages/s received while a separate process floods one channel (raw RESP over a
+socket, kept at most 10,000 delivered messages ahead of the receiver's count, so Redis never
+buffers more than a few MB for the subscriber): our ``Subscriber.messages()`` (trio-asyncio);
+a sync ``PubSub.get_message`` loop in a worker thread handing each message to a trio memory
+channel through ``trio.from_thread.run_sync(send_nowait)``; and that thread handing over, in one
+call, everything it can read without waiting (``per read batch``).
 
 How to read the table
 ---------------------
-``rate`` is completed operations (transactions or messages) per second inside the measurement
-window; ``p50``/``p99`` are per call (per transaction; per pipeline for Redis publish, so a
-batch of 100 is one call); ``cpu/op`` is the client process's CPU time (user + system) per
-operation over the whole run, the bridge's own cost (the machine has few cores, and every client
-microsecond is one the server does not get); ``vs ceiling`` is the rate divided by pgbench's (same
-load) or redis-benchmark's (same pipelining). Client and servers share the machine, so compare
-rows of one run; run it twice to see the noise (the load average is printed).
+``rate``: operations (transactions or messages) completed per second inside the measurement
+windows, the mean of the slices; ``+-``: half the range of the slices' rates relative to that
+mean (a noise gauge). ``p50``/``p99``: latency per call over all slices (per transaction; per
+pipeline for Redis publish, so a batch of 100 is one call; redis-benchmark reports its own
+percentiles, the table shows the median p50 and the worst p99 of its slices). ``cpu/op``: the
+client process's CPU time (user + system) per operation over whole slices, warm-up included: the
+bridge's own cost. A Python client is bound to about one core by the GIL, so its ceiling is
+roughly 1 s / cpu-per-op; on a small machine every client microsecond is also one the server does
+not get. ``vs ceiling``: rate divided by pgbench's (same load) or redis-benchmark's (same
+pipelining). Client and servers share the machine: compare rows of one run, and run it twice to
+see how much the figures move (the load average at start and end is printed).
+
+Note: ``trio_asyncio`` is imported before psycopg on purpose (see the imports).
 """
 
 from __future__ import annotations
@@ -61,10 +76,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import ctypes
-import io
+import dataclasses
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -86,12 +101,18 @@ from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
+# trio_asyncio first: it patches asyncio.get_running_loop, and psycopg.waiting binds that name at
+# import time; imported the other way round, psycopg's async connect fails under trio-asyncio with
+# "no running event loop".
+import trio_asyncio
+
+# isort: split
 import psycopg
 import psycopg_pool
 import redis
+import redis.asyncio as aredis
 import trio
-import trio_asyncio
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from redis.connection import parse_url
@@ -118,8 +139,26 @@ PAYLOAD = json.dumps(
     },
     separators=(",", ":"),
 )
+# Child processes of this run (pgbench, redis-benchmark, plain-asyncio children, the flood
+# publisher), so that an interrupt can stop them: see ``on_signal``.
+CHILDREN: set[subprocess.Popen[str] | multiprocessing.process.BaseProcess] = set()
 FLOOD_WINDOW = 10_000  # messages the flood publisher may be ahead of the subscriber
 FLOOD_BATCH = 256
+
+
+def run_child(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` with the child registered in CHILDREN while it runs."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    CHILDREN.add(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        CHILDREN.discard(proc)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 def room_uuid(n: int) -> uuid.UUID:
@@ -139,11 +178,14 @@ def room_numbers(load: str) -> list[int]:
 
 @dataclass
 class Result:
-    rate: float | None
-    p50_ms: float | None = None
+    """One measured slice. ``ops`` and ``cpu_s`` cover the whole slice, warm-up included."""
+
+    rate: float
+    latencies_ms: list[float] | None = None  # per call, inside the measurement window
+    p50_ms: float | None = None  # only when the tool reports percentiles, not samples
     p99_ms: float | None = None
-    cpu_us_per_op: float | None = None
-    total_ops: int = 0
+    cpu_s: float | None = None  # the client's CPU time (user + system)
+    ops: int = 0
     note: str = ""
 
 
@@ -156,7 +198,6 @@ class Window:
         self.end = self.start + seconds
         self.latencies: list[float] = []
         self.items = 0
-        self.total_ops = 0
         self.total_items = 0
         self.cpu0 = time.process_time()
 
@@ -165,31 +206,27 @@ class Window:
 
     def record(self, t0: float, items: int) -> None:
         t1 = time.perf_counter()
-        self.total_ops += 1
         self.total_items += items
         if self.start <= t1 <= self.end:
-            self.latencies.append(t1 - t0)
+            self.latencies.append((t1 - t0) * 1000)
             self.items += items
 
     def result(self) -> Result:
-        cpu = time.process_time() - self.cpu0
-        p50, p99 = percentiles(self.latencies)
         return Result(
             rate=self.items / self.seconds,
-            p50_ms=p50,
-            p99_ms=p99,
-            cpu_us_per_op=cpu / max(1, self.total_items) * 1e6,
-            total_ops=self.total_ops,
+            latencies_ms=self.latencies,
+            cpu_s=time.process_time() - self.cpu0,
+            ops=self.total_items,
         )
 
 
-def percentiles(latencies_s: Sequence[float]) -> tuple[float | None, float | None]:
-    if not latencies_s:
+def percentiles(latencies_ms: Sequence[float]) -> tuple[float | None, float | None]:
+    if not latencies_ms:
         return None, None
-    ordered = sorted(latencies_s)
+    ordered = sorted(latencies_ms)
 
     def at(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     return at(0.50), at(0.99)
 
@@ -221,6 +258,7 @@ async def aio_closed_loop(
     concurrency: int,
     seconds: float,
     warmup: float,
+    items: int = 1,
 ) -> Result:
     """The same loop as :func:`trio_closed_loop`, written for asyncio."""
     window = Window(seconds, warmup)
@@ -230,7 +268,7 @@ async def aio_closed_loop(
         while window.running():
             t0 = time.perf_counter()
             await op(rng)
-            window.record(t0, 1)
+            window.record(t0, items)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return window.result()
@@ -301,18 +339,32 @@ def reset_tables(conninfo: str) -> None:
             print(f"  (no CHECKPOINT between runs: {exc})", file=sys.stderr)
 
 
-def check_rows(conninfo: str, expected: int, what: str) -> str:
+def count_rows(conninfo: str) -> tuple[int, int]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM arcyou_chat_messages), (SELECT count(*) FROM outbox)"
         ).fetchone()
     assert row is not None
-    messages, outbox = row
-    if messages == outbox == expected:
-        return ""
-    note = f"{what}: expected {expected} sends, found {messages} messages / {outbox} outbox rows"
-    print(f"  WARNING {note}", file=sys.stderr)
-    return "row count mismatch"
+    return int(row[0]), int(row[1])
+
+
+def checked(conninfo: str, fn: Callable[[float], Result]) -> Callable[[float], Result]:
+    """Check that a slice wrote one message and one outbox row per completed send."""
+
+    def run(seconds: float) -> Result:
+        messages0, outbox0 = count_rows(conninfo)
+        result = fn(seconds)
+        messages1, outbox1 = count_rows(conninfo)
+        if not messages1 - messages0 == outbox1 - outbox0 == result.ops:
+            result.note = "row count mismatch"
+            print(
+                f"  WARNING: {result.ops} sends, but {messages1 - messages0} messages and"
+                f" {outbox1 - outbox0} outbox rows",
+                file=sys.stderr,
+            )
+        return result
+
+    return run
 
 
 async def db_store(conninfo: str, load: str, concurrency: int, seconds: float, warmup: float):
@@ -399,23 +451,12 @@ async def db_async_whole_loop(
         )
 
 
-def db_plain_asyncio(
-    conninfo: str, load: str, concurrency: int, seconds: float, warmup: float
-) -> Result:
-    """Run :func:`aio_send_loop` on a stock asyncio loop in a child process (no trio there)."""
-    spec = {
-        "conninfo": conninfo,
-        "load": load,
-        "concurrency": concurrency,
-        "seconds": seconds,
-        "warmup": warmup,
-    }
-    done = subprocess.run(
+def plain_asyncio(fn: Callable[..., Awaitable[Result]], **kwargs: Any) -> Result:
+    """Run ``fn(**kwargs)`` on a stock asyncio loop in a child process (no trio there)."""
+    spec = {"fn": fn.__name__, "kwargs": kwargs}
+    done = run_child(
         [sys.executable, __file__, "--child-plain-asyncio", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=seconds + warmup + 60,
-        check=False,
+        timeout=kwargs["seconds"] + kwargs["warmup"] + 60,
     )
     if done.returncode != 0:
         raise RuntimeError(f"plain asyncio child failed: {done.stderr.strip()[-2000:]}")
@@ -424,8 +465,9 @@ def db_plain_asyncio(
 
 def plain_asyncio_child(spec_json: str) -> None:
     spec = json.loads(spec_json)
-    result = asyncio.run(aio_send_loop(**spec))
-    print(json.dumps(result.__dict__))
+    fn = {f.__name__: f for f in (aio_send_loop, aio_publish_loop)}[spec["fn"]]
+    result = asyncio.run(fn(**spec["kwargs"]))
+    print(json.dumps(dataclasses.asdict(result)))
 
 
 def pgbench_script(load: str) -> str:
@@ -440,6 +482,9 @@ def pgbench_script(load: str) -> str:
         "%(reply_to)s": "NULL",
     }.items():
         sql = sql.replace(name, text)
+    # pgbench reads ":NAME" as a variable even inside string literals: spell the colons of the
+    # timestamp format another way (a constant expression, folded once at plan time).
+    sql = sql.replace("HH24:MI:SS", "HH24' || chr(58) || 'MI' || chr(58) || 'SS")
     assert "%(" not in sql, sql
     return f"\\set n random({lo}, {hi})\n{sql};\n"
 
@@ -458,7 +503,7 @@ def db_pgbench(pgbench: str, conninfo: str, load: str, concurrency: int, seconds
         script.write_text(pgbench_script(load))
         prefix = Path(tmp, "lat")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(
+        done = run_child(
             [
                 pgbench,
                 "-n",
@@ -469,7 +514,7 @@ def db_pgbench(pgbench: str, conninfo: str, load: str, concurrency: int, seconds
                 "-j",
                 str(min(2, concurrency)),
                 "-T",
-                str(max(1, round(seconds))),
+                str(max(1, math.ceil(seconds))),
                 "-f",
                 str(script),
                 "-l",
@@ -477,10 +522,7 @@ def db_pgbench(pgbench: str, conninfo: str, load: str, concurrency: int, seconds
                 str(prefix),
                 conninfo,
             ],
-            capture_output=True,
-            text=True,
             timeout=seconds + 60,
-            check=False,
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
@@ -495,12 +537,16 @@ def db_pgbench(pgbench: str, conninfo: str, load: str, concurrency: int, seconds
             for line in log.read_text().splitlines():
                 fields = line.split()
                 if len(fields) >= 3 and fields[2].isdigit():
-                    latencies.append(int(fields[2]) / 1e6)
-        p50, p99 = percentiles(latencies)
-        total = int(processed.group(1))
+                    latencies.append(int(fields[2]) / 1000)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         note = f"{failed.group(1)} failed" if failed and failed.group(1) != "0" else ""
-        return Result(float(tps.group(1)), p50, p99, cpu / max(1, total) * 1e6, total, note)
+        return Result(
+            float(tps.group(1)),
+            latencies_ms=latencies,
+            cpu_s=cpu,
+            ops=int(processed.group(1)),
+            note=note,
+        )
 
 
 # -- Redis --------------------------------------------------------------------------------------
@@ -514,6 +560,24 @@ async def redis_bus_publish(
         return await trio_closed_loop(
             lambda _rng: bus.publish_many(messages), concurrency, seconds, warmup, items=batch
         )
+
+
+async def aio_publish_loop(
+    url: str, channel: str, batch: int, concurrency: int, seconds: float, warmup: float
+) -> Result:
+    """``Bus.publish_many``'s pipeline as plain asyncio code (the reference row)."""
+    client = aredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+
+    async def publish(_rng: random.Random) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            for _ in range(batch):
+                pipe.publish(channel, PAYLOAD)
+            await pipe.execute()
+
+    try:
+        return await aio_closed_loop(publish, concurrency, seconds, warmup, items=batch)
+    finally:
+        await client.aclose()
 
 
 async def redis_sync_publish(
@@ -540,7 +604,9 @@ async def redis_sync_publish(
         client.close()
 
 
-def redis_benchmark(tool: str, url: str, pipeline: int, concurrency: int, requests: int) -> Result:
+def redis_benchmark(
+    tool: str, url: str, channel: str, pipeline: int, concurrency: int, requests: int
+) -> Result:
     parts = parse_url(url)
     command = [
         tool,
@@ -548,36 +614,36 @@ def redis_benchmark(tool: str, url: str, pipeline: int, concurrency: int, reques
         str(parts.get("host", "127.0.0.1")),
         "-p",
         str(parts.get("port", 6379)),
-        "-t",
-        "publish",
         "-n",
         str(requests),
         "-c",
         str(concurrency),
-        "-d",
-        str(len(PAYLOAD)),
         "-P",
         str(pipeline),
         "--csv",
     ]
     if parts.get("password"):
         command += ["-a", str(parts["password"]), "--no-auth-warning"]
+    command += ["PUBLISH", channel, PAYLOAD]  # redis-benchmark has no built-in publish test
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = run_child(command, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"redis-benchmark failed: {done.stderr.strip()[-2000:]}")
-    rows = [r for r in csv.DictReader(io.StringIO(done.stdout)) if r.get("test") == "PUBLISH"]
-    if not rows:
+    # The CSV's first field is the command line, quotes unescaped: read the numbers from the right.
+    header, *lines = [line for line in done.stdout.splitlines() if line.strip()]
+    names = [name.strip('"') for name in header.split(",")]
+    if not lines or names[:2] != ["test", "rps"]:
         raise RuntimeError(f"cannot parse redis-benchmark output:\n{done.stdout}")
-    row = rows[-1]
+    values = [v.strip('"') for v in lines[-1].rsplit(",", len(names) - 1)[1:]]
+    row = dict(zip(names[1:], map(float, values), strict=True))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Result(
-        float(row["rps"]),
-        float(row["p50_latency_ms"]),
-        float(row["p99_latency_ms"]),
-        cpu / requests * 1e6,
-        requests,
+        row["rps"],
+        p50_ms=row["p50_latency_ms"],
+        p99_ms=row["p99_latency_ms"],
+        cpu_s=cpu,
+        ops=requests,
     )
 
 
@@ -624,6 +690,11 @@ def flood(url: str, channel: str, received: Any, stop: Any) -> None:
     sock.close()
 
 
+def new_counter() -> Any:
+    """A message counter the flood publisher (another process) can read."""
+    return multiprocessing.get_context("spawn").RawValue(ctypes.c_longlong, 0)
+
+
 async def flood_rate(url: str, channel: str, counter: Any, seconds: float, warmup: float):
     """Start the flood once the subscriber is confirmed; measure the subscriber's receive rate."""
     ctx = multiprocessing.get_context("spawn")
@@ -631,6 +702,7 @@ async def flood_rate(url: str, channel: str, counter: Any, seconds: float, warmu
     proc = ctx.Process(target=flood, args=(url, channel, counter, stop), daemon=True)
     cpu0 = time.process_time()
     proc.start()
+    CHILDREN.add(proc)
     try:
         for _ in range(3000):
             if counter.value:
@@ -642,17 +714,18 @@ async def flood_rate(url: str, channel: str, counter: Any, seconds: float, warmu
         t0, n0 = time.perf_counter(), counter.value
         await trio.sleep(seconds)
         t1, n1 = time.perf_counter(), counter.value
-        cpu = time.process_time() - cpu0
-        return Result((n1 - n0) / (t1 - t0), cpu_us_per_op=cpu / max(1, n1) * 1e6, total_ops=n1)
+        return Result((n1 - n0) / (t1 - t0), cpu_s=time.process_time() - cpu0, ops=n1)
     finally:
         stop.value = True
         await trio.to_thread.run_sync(proc.join, 5)
         if proc.is_alive():
             proc.terminate()
             await trio.to_thread.run_sync(proc.join, 5)
+        CHILDREN.discard(proc)
 
 
-async def redis_bus_subscribe(url: str, channel: str, counter: Any, seconds: float, warmup: float):
+async def redis_bus_subscribe(url: str, channel: str, seconds: float, warmup: float) -> Result:
+    counter = new_counter()
     async with Bus.open(url) as bus, bus.subscriber() as sub, trio.open_nursery() as nursery:
 
         async def consume() -> None:
@@ -671,9 +744,10 @@ def _text(value: bytes | str) -> str:
 
 
 async def redis_thread_subscribe(
-    url: str, channel: str, counter: Any, seconds: float, warmup: float, batched: bool
-):
+    url: str, channel: str, seconds: float, warmup: float, batched: bool
+) -> Result:
     """A sync PubSub read loop on a worker thread feeding a trio memory channel."""
+    counter = new_counter()
     send, receive = trio.open_memory_channel[Any](1000)
     subscribed = trio.Event()
     stop = threading.Event()
@@ -745,10 +819,39 @@ class Row:
     bridge: str
     load: str
     unit: str
-    result: Result | None
-    ceiling: str | None = None  # the key of the row this one is compared with
+    run: Callable[[float], Result]  # measures one slice of the given length
     is_ceiling: bool = False
-    error: str = ""
+    compare: bool = True  # show a ratio to the ceiling row of the same area and load
+    results: list[Result] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    rate: float
+    spread: float  # (max - min) / 2 / mean of the slices' rates
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu_us_per_op: float | None
+    note: str
+
+
+def summarize(results: list[Result]) -> Summary:
+    rates = [r.rate for r in results]
+    mean = sum(rates) / len(rates)
+    spread = (max(rates) - min(rates)) / 2 / mean if mean else 0.0
+    if all(r.latencies_ms is not None for r in results):
+        p50, p99 = percentiles([x for r in results for x in r.latencies_ms or ()])
+    else:  # tool-reported percentiles: the median of the p50s, the worst p99
+        p50s = sorted(r.p50_ms for r in results if r.p50_ms is not None)
+        p99s = [r.p99_ms for r in results if r.p99_ms is not None]
+        p50 = p50s[len(p50s) // 2] if p50s else None
+        p99 = max(p99s) if p99s else None
+    cpu = [r.cpu_s for r in results if r.cpu_s is not None]
+    ops = sum(r.ops for r in results if r.cpu_s is not None)
+    cpu_per_op = sum(cpu) / ops * 1e6 if cpu and ops else None
+    note = ", ".join(sorted({r.note for r in results if r.note}))
+    return Summary(mean, spread, p50, p99, cpu_per_op, note)
 
 
 def fmt_ms(value: float | None) -> str:
@@ -756,35 +859,41 @@ def fmt_ms(value: float | None) -> str:
 
 
 def render(rows: list[Row]) -> str:
-    ceilings = {
-        (r.area, r.load): r.result.rate for r in rows if r.is_ceiling and r.result and r.result.rate
-    }
-    header = ["area", "bridge", "load", "rate", "p50", "p99", "cpu/op", "vs ceiling"]
+    summaries = {id(r): summarize(r.results) for r in rows if r.results}
+    ceilings = {(r.area, r.load): summaries[id(r)].rate for r in rows if r.is_ceiling and r.results}
+    header = ["area", "bridge", "load", "rate", "+-", "p50", "p99", "cpu/op", "vs ceiling"]
     table = [header]
     for r in rows:
-        if r.result is None or r.result.rate is None:
-            table.append([r.area, r.bridge, r.load, f"FAILED: {r.error}"[:60], "", "", "", ""])
+        if not r.results:
+            table.append([r.area, r.bridge, r.load, "FAILED", "", "", "", "", r.errors[-1][:100]])
             continue
-        res = r.result
-        base = ceilings.get((r.area, r.load)) if r.ceiling is not None else None
-        ratio = "1.00 (ceiling)" if r.is_ceiling else (f"{res.rate / base:.2f}" if base else "-")
-        cpu = "-" if res.cpu_us_per_op is None else f"{res.cpu_us_per_op:.0f} us"
-        if res.note:
-            ratio += f"  [{res.note}]"
+        summary = summaries[id(r)]
+        base = ceilings.get((r.area, r.load)) if r.compare else None
+        ratio = f"{summary.rate / base:.2f}" if base else "-"
+        if r.is_ceiling:
+            ratio = "ceiling"
+        notes = [summary.note] if summary.note else []
+        if r.errors:
+            notes.append(f"{len(r.errors)} slice(s) failed: {r.errors[-1][:60]}")
+        if notes:
+            ratio += f"  [{'; '.join(notes)}]"
+        cpu_us = summary.cpu_us_per_op
+        cpu = "-" if cpu_us is None else f"{cpu_us:.{1 if cpu_us < 10 else 0}f} us"
         table.append(
             [
                 r.area,
                 r.bridge,
                 r.load,
-                f"{res.rate:,.0f} {r.unit}",
-                fmt_ms(res.p50_ms),
-                fmt_ms(res.p99_ms),
+                f"{summary.rate:,.0f} {r.unit}",
+                f"{summary.spread:.0%}",
+                fmt_ms(summary.p50_ms),
+                fmt_ms(summary.p99_ms),
                 cpu,
                 ratio,
             ]
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    right = {3, 4, 5, 6}
+    right = {3, 4, 5, 6, 7}
     out = []
     for k, line in enumerate(table):
         cells = [
@@ -792,7 +901,7 @@ def render(rows: list[Row]) -> str:
             for i, cell in enumerate(line)
         ]
         out.append("  ".join(cells).rstrip())
-        if k == 0:
+        if k == 0 or (k + 1 < len(table) and table[k + 1][0] != line[0]):
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
@@ -825,30 +934,36 @@ def environment(conninfo: str, redis_url: str, pgbench: str | None, rb: str | No
         f"PostgreSQL {pg_version} (synchronous_commit={sync_commit}), Redis {redis_server}",
         f"pgbench: {run(pgbench, '--version') if pgbench else 'not found'}; "
         f"redis-benchmark: {run(rb, '--version') if rb else 'not found'}",
-        f"nproc {run('nproc')}, loadavg {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"nproc {run('nproc')}",
     ]
 
 
-def measure(rows: list[Row], row: Row, fn: Callable[[], Result]) -> None:
-    print(f"  {row.area} {row.bridge} / {row.load} ...", file=sys.stderr, flush=True)
-    try:
-        row.result = fn()
-    except Exception as exc:  # a broken bridge is a finding, not a reason to lose the others
-        row.error = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"  FAILED: {row.error}", file=sys.stderr)
-    rows.append(row)
+def measure_rows(rows: list[Row], rounds: int, seconds: float) -> None:
+    """Each round measures every row once, in order, for ``seconds / rounds``: interleaving
+    spreads whatever else the machine is doing across the rows instead of onto one of them."""
+    for k in range(rounds):
+        for row in rows:
+            print(f"  [{k + 1}/{rounds}] {row.area} {row.bridge} / {row.load}", file=sys.stderr)
+            try:
+                row.results.append(row.run(seconds / rounds))
+            except Exception as exc:  # a broken bridge is a finding; keep measuring the others
+                row.errors.append(" ".join(str(exc).split()) or type(exc).__name__)
+                print(f"  FAILED: {row.errors[-1]}", file=sys.stderr)
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement (5)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="not counted, per run (1)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured per row (5)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved slices per row (2)")
+    parser.add_argument("--warmup", type=float, default=0.5, help="not counted, per slice (0.5)")
     parser.add_argument("--concurrency", type=int, default=8, help="tasks / clients (8)")
     parser.add_argument(
         "--database-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="a database to connect to for CREATE/DROP DATABASE of the scratch database",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -858,126 +973,188 @@ def main() -> int:
         plain_asyncio_child(args.child_plain_asyncio)
         return 0
 
-    # SIGTERM runs the finally blocks (dropping the scratch database) like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    c, secs, warm = args.concurrency, args.seconds, args.warmup
-    started = time.perf_counter()
+    name = f"arcyou_bench_bridge_{os.getpid()}"
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Not KeyboardInterrupt: raised into trio-asyncio while psycopg's async pool is busy, it
+        # leaves the run hung for good. Stop the children, drop the database, leave at once.
+        for child in list(CHILDREN):
+            with contextlib.suppress(Exception):
+                child.kill()
+                if isinstance(child, subprocess.Popen):
+                    child.wait(timeout=2)
+                else:
+                    child.join(timeout=2)
+        with contextlib.suppress(Exception):
+            drop_scratch_db(args.database_url, name)
+            print(f"\ninterrupted: dropped scratch database {name}", file=sys.stderr)
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    c, warm, url = args.concurrency, args.warmup, args.redis_url
+    started, load_at_start = time.perf_counter(), loadavg()
     pgbench = find_pgbench()
     rb = shutil.which("redis-benchmark")
-    name = f"arcyou_bench_bridge_{os.getpid()}"
-    host = conninfo_to_dict(args.database_url).get("host", "")
-    print(f"scratch database {name} on {host or 'default host'}", file=sys.stderr)
+    print(f"scratch database {name}", file=sys.stderr)
     conninfo = create_scratch_db(args.database_url, name)
     rows: list[Row] = []
     try:
         apply_migrations(conninfo)
         seed_rooms(conninfo)
-        env = environment(conninfo, args.redis_url, pgbench, rb)
+        env = environment(conninfo, url, pgbench, rb)
 
         for load in ("64 rooms", "1 room"):
-            db_rows: list[tuple[str, Callable[[], Result], bool]] = [
+            db: list[tuple[str, Callable[[float], Result], bool]] = [
                 (
                     "store: sync psycopg pool via trio threads",
-                    lambda load=load: trio.run(db_store, conninfo, load, c, secs, warm),
+                    lambda s, load=load: trio.run(db_store, conninfo, load, c, s, warm),
                     False,
                 ),
                 (
                     "psycopg async pool via trio-asyncio, aio_as_trio per call",
-                    lambda load=load: trio.run(db_async_per_call, conninfo, load, c, secs, warm),
+                    lambda s, load=load: trio.run(db_async_per_call, conninfo, load, c, s, warm),
                     False,
                 ),
                 (
                     "psycopg async pool via trio-asyncio, whole loop in asyncio",
-                    lambda load=load: trio.run(db_async_whole_loop, conninfo, load, c, secs, warm),
+                    lambda s, load=load: trio.run(db_async_whole_loop, conninfo, load, c, s, warm),
                     False,
                 ),
                 (
                     "psycopg async pool, plain asyncio (no trio; reference)",
-                    lambda load=load: db_plain_asyncio(conninfo, load, c, secs, warm),
+                    lambda s, load=load: plain_asyncio(
+                        aio_send_loop,
+                        conninfo=conninfo,
+                        load=load,
+                        concurrency=c,
+                        seconds=s,
+                        warmup=warm,
+                    ),
                     False,
                 ),
             ]
             if pgbench:
-                db_rows.insert(
+                db.insert(
                     0,
                     (
                         f"pgbench -M prepared -c {c} -j {min(2, c)} (C, libpq)",
-                        lambda load=load: db_pgbench(pgbench, conninfo, load, c, secs),
+                        lambda s, load=load: db_pgbench(pgbench, conninfo, load, c, s),
                         True,
                     ),
                 )
-            for bridge, fn, is_ceiling in db_rows:
-                reset_tables(conninfo)
-                row = Row("db", bridge, load, "tx/s", None, "db", is_ceiling)
-                measure(rows, row, fn)
-                if row.result is not None:
-                    row.result.note = check_rows(conninfo, row.result.total_ops, bridge)
+            section = [
+                Row("db", bridge, load, "tx/s", checked(conninfo, fn), is_ceiling)
+                for bridge, fn, is_ceiling in db
+            ]
+            reset_tables(conninfo)
+            measure_rows(section, args.rounds, args.seconds)
+            rows += section
 
         pub = f"bench:bridge:{os.getpid()}:publish"
         for batch in (1, 100):
             load = f"batch {batch}"
+            section = []
             if rb:
-                measure(
-                    rows,
+                requests = 200_000 if batch == 1 else 2_000_000
+                section.append(
                     Row(
                         "redis",
-                        f"redis-benchmark -t publish -c {c} -P {batch} (C)",
+                        f"redis-benchmark PUBLISH -c {c} -P {batch} (C)",
                         load,
                         "msg/s",
-                        None,
-                        "pub",
-                        True,
-                    ),
-                    lambda batch=batch: redis_benchmark(
-                        rb, args.redis_url, batch, c, 200_000 if batch == 1 else 2_000_000
-                    ),
+                        lambda _s, batch=batch, n=requests: redis_benchmark(
+                            rb, url, pub, batch, c, n
+                        ),
+                        is_ceiling=True,
+                    )
                 )
-            measure(
-                rows,
-                Row("redis", "bus: redis.asyncio via trio-asyncio", load, "msg/s", None, "pub"),
-                lambda batch=batch: trio.run(
-                    redis_bus_publish, args.redis_url, pub, batch, c, secs, warm
+            section += [
+                Row(
+                    "redis",
+                    "bus: redis.asyncio via trio-asyncio",
+                    load,
+                    "msg/s",
+                    lambda s, batch=batch: trio.run(redis_bus_publish, url, pub, batch, c, s, warm),
                 ),
-            )
-            measure(
-                rows,
-                Row("redis", "sync redis pipeline via trio threads", load, "msg/s", None, "pub"),
-                lambda batch=batch: trio.run(
-                    redis_sync_publish, args.redis_url, pub, batch, c, secs, warm
+                Row(
+                    "redis",
+                    "sync redis pipeline via trio threads",
+                    load,
+                    "msg/s",
+                    lambda s, batch=batch: trio.run(
+                        redis_sync_publish, url, pub, batch, c, s, warm
+                    ),
                 ),
-            )
+                Row(
+                    "redis",
+                    "redis.asyncio, plain asyncio (no trio; reference)",
+                    load,
+                    "msg/s",
+                    lambda s, batch=batch: plain_asyncio(
+                        aio_publish_loop,
+                        url=url,
+                        channel=pub,
+                        batch=batch,
+                        concurrency=c,
+                        seconds=s,
+                        warmup=warm,
+                    ),
+                ),
+            ]
+            measure_rows(section, args.rounds, args.seconds)
+            rows += section
 
-        ctx = multiprocessing.get_context("spawn")
+        flood = f"bench:bridge:{os.getpid()}:flood"
         load = "1 channel flood"
-        subscribers: list[tuple[str, Callable[..., Awaitable[Result]], tuple[Any, ...]]] = [
-            ("subscriber: redis.asyncio via trio-asyncio", redis_bus_subscribe, ()),
-            ("sync PubSub thread, from_thread per message", redis_thread_subscribe, (False,)),
-            ("sync PubSub thread, from_thread per read batch", redis_thread_subscribe, (True,)),
+        section = [
+            Row(
+                "redis",
+                "subscriber: redis.asyncio via trio-asyncio",
+                load,
+                "msg/s",
+                lambda s: trio.run(redis_bus_subscribe, url, flood + ":bus", s, warm),
+                compare=False,
+            ),
+            Row(
+                "redis",
+                "sync PubSub thread, from_thread per message",
+                load,
+                "msg/s",
+                lambda s: trio.run(redis_thread_subscribe, url, flood + ":t1", s, warm, False),
+                compare=False,
+            ),
+            Row(
+                "redis",
+                "sync PubSub thread, from_thread per read batch",
+                load,
+                "msg/s",
+                lambda s: trio.run(redis_thread_subscribe, url, flood + ":tn", s, warm, True),
+                compare=False,
+            ),
         ]
-        for i, (bridge, fn, extra) in enumerate(subscribers):
-            counter = ctx.RawValue(ctypes.c_longlong, 0)
-            channel = f"bench:bridge:{os.getpid()}:flood:{i}"
-            measure(
-                rows,
-                Row("redis", bridge, load, "msg/s", None),
-                lambda fn=fn, channel=channel, counter=counter, extra=extra: trio.run(
-                    fn, args.redis_url, channel, counter, secs, warm, *extra
-                ),
-            )
+        measure_rows(section, args.rounds, args.seconds)
+        rows += section
     finally:
         with contextlib.suppress(Exception):
             drop_scratch_db(args.database_url, name)
             print(f"dropped scratch database {name}", file=sys.stderr)
 
     print()
-    print(f"bridge benchmark: {secs:g} s per measurement after {warm:g} s warm-up, concurrency {c}")
+    print(
+        f"bridge benchmark: concurrency {c}, {args.seconds:g} s measured per row in {args.rounds}"
+        f" interleaved slice(s), {warm:g} s warm-up per slice"
+    )
     for line in env:
         print(f"  {line}")
-    loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"  loadavg at end {loadavg}, total {time.perf_counter() - started:.0f} s")
+    print(
+        f"  loadavg at start {load_at_start}, at end {loadavg()};"
+        f" total {time.perf_counter() - started:.0f} s"
+    )
+    print("  +- = half the range of the slices' rates, relative to their mean")
     print()
     print(render(rows))
-    return 0 if all(r.result is not None for r in rows) else 1
+    return 0 if all(r.results and not r.errors for r in rows) else 1
 
 
 if __name__ == "__main__":
