@@ -8,6 +8,7 @@ database; every test gets its own copy (``CREATE DATABASE ... TEMPLATE``), dropp
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -84,6 +85,11 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     apply_migrations(_with_db(pg_admin_url, name))
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        # Nobody (autovacuum included) may sit in the template while tests clone it.
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
     yield name
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(
@@ -94,12 +100,19 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
 @pytest.fixture
 def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     name = f"arcyou_t_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+        sql.Identifier(name), sql.Identifier(template_db)
+    )
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
+        for attempt in range(50):
+            try:
+                conn.execute(create)
+                break
+            except psycopg.errors.ObjectInUse:
+                # A session was still leaving the template; it goes within milliseconds.
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     yield _with_db(pg_admin_url, name)
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(
