@@ -54,6 +54,9 @@ class Settings:
     database_url: str = _env(
         "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres", secret=True
     )
+    # The workers' LISTEN connection must reach PostgreSQL directly: PgBouncer in transaction
+    # pooling mode cannot hold a LISTEN. Defaults to DATABASE_URL.
+    database_listen_url: str | None = _env("DATABASE_LISTEN_URL", None, secret=True)
     redis_url: str = _env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     host: str = _env("HOST", "0.0.0.0")
     port: int = _env("PORT", 8080, validator=_port)
@@ -117,6 +120,11 @@ class Settings:
             raise ConfigError("BACKOFF_CAP_MS", "must be >= BACKOFF_BASE_MS")
 
     @property
+    def listen_url(self) -> str:
+        """Where the outbox workers LISTEN for new rows (a direct PostgreSQL connection)."""
+        return self.database_listen_url or self.database_url
+
+    @property
     def dev_auth(self) -> bool:
         """True when tokens are plain user UUIDs (``JWT_PUBLIC_KEY=dev-placeholder`` and no
         ``JWT_JWKS_FILE``)."""
@@ -163,6 +171,9 @@ class Settings:
             raw.get("redis_url", attrs.fields(cls).redis_url.default), env.get("REDIS_PASSWORD")
         )
         _check_url("DATABASE_URL", raw.get("database_url"), {"postgresql", "postgres"})
+        _check_url(
+            "DATABASE_LISTEN_URL", raw.get("database_listen_url"), {"postgresql", "postgres"}
+        )
         _check_url("REDIS_URL", raw["redis_url"], {"redis", "rediss", "unix"})
         return cls(**raw)
 

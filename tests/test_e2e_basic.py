@@ -154,6 +154,7 @@ async def test_backfill_is_capped_at_backfill_limit_oldest_first(settings: Setti
             assert (await b.join(room))["success"] is True
             # The join reply and its backfill are queued before the next reply.
             assert (await b.ack(room, ids[0]))["success"] is True
-            got = b.pending_events()
+            # Live events of later messages may follow if the worker publishes them after the
+            # join (they are not part of the backfill).
+            got = [e for e in b.pending_events() if e["source"] == "backfill"]
         assert [e["message"]["id"] for e in got] == ids[:3]
-        assert all(e["source"] == "backfill" for e in got)

@@ -220,3 +220,25 @@ async def test_two_workers_never_publish_a_row_twice(settings: Settings) -> None
     assert len(seen) == total and len(set(seen)) == total
     statuses = {row[1] for row in outbox_rows(settings.database_url)}
     assert statuses == {"published"}
+
+
+async def test_worker_wakes_on_notify_not_on_poll(settings: Settings) -> None:
+    # With a one-minute poll, only the send transaction's NOTIFY can wake the worker in time.
+    slow_poll = attrs.evolve(settings, outbox_poll_ms=60_000)
+    alice = uuid.uuid4()
+    room = make_room(settings.database_url, alice)
+    async with running_system(slow_poll) as system, ChatClient.connect(system.url) as client:
+        await client.auth(alice)
+        await client.join(room)
+        worker = system.workers[0]
+
+        async def listening() -> bool:
+            return worker.listener is not None and worker.listener.connected
+
+        await wait_for(listening, what="the worker's LISTEN connection")
+        for i in range(5):
+            sent = await client.send(room, f"now {i}")
+            with trio.fail_after(2):
+                event = await client.next_event()
+            assert event["message"]["id"] == sent["message_id"]
+        assert worker.listener is not None and worker.listener.notifications >= 5

@@ -29,6 +29,10 @@ _MESSAGE_COLUMNS = f"""
 """
 
 
+# The NOTIFY channel the send transaction signals and the workers LISTEN on.
+OUTBOX_CHANNEL = "arcyou_outbox"
+
+
 class Refusal(enum.Enum):
     """Why a send or ack was refused by the database."""
 
@@ -137,8 +141,11 @@ WITH room AS (
 ), upd AS (
     UPDATE arcyou_chat_rooms r SET last_message_id = msg.id, updated_at = now()
     FROM msg WHERE r.id = msg.room_id
+), wake AS (
+    -- Wakes the outbox workers (LISTEN outbox_pending) when this transaction commits.
+    SELECT pg_notify('{OUTBOX_CHANNEL}', '') AS woken FROM msg
 )
-SELECT * FROM msg
+SELECT msg.* FROM msg, wake
 """
 
 

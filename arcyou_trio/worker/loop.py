@@ -5,6 +5,9 @@ again so a killed worker strands nothing; a failed publish schedules a retry wit
 backoff and past ``MAX_ATTEMPTS`` the row is ``dead`` with the error recorded; transient
 PostgreSQL or Redis errors are logged and retried on the next loop — the worker never exits on
 them. On cancellation, rows this worker claimed but did not publish are handed back.
+
+The worker wakes on the send transaction's NOTIFY (see :mod:`arcyou_trio.store.notify`) and
+polls every ``OUTBOX_POLL_MS`` only as a fallback.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from arcyou_trio.config import Settings
 from arcyou_trio.errors import BusError, StoreError
 from arcyou_trio.protocol import codec, messages
 from arcyou_trio.store import OutboxRow, Store
+from arcyou_trio.store.notify import OutboxListener, listen_outbox
 from arcyou_trio.worker.backoff import backoff_ms
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ class OutboxWorker:
         self.channels = Channels(settings.pubsub_mode, settings.redis_channel_prefix)
         self.stats = WorkerStats()
         self.batch_done = trio.Event()
+        self.listener: OutboxListener | None = None
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         s = self.settings
@@ -68,18 +73,22 @@ class OutboxWorker:
             s.pubsub_mode.value,
             s.outbox_poll_ms,
         )
-        task_status.started()
-        while True:
-            try:
-                handled = await self.run_once()
-            except StoreError as exc:
-                self.stats.loop_errors += 1
-                log.warning("outbox loop: database error, retrying next loop: %s", exc)
-                handled = 0
-            self.batch_done.set()
-            self.batch_done = trio.Event()
-            if handled < s.outbox_batch_size:
-                await trio.sleep(s.outbox_poll_ms / 1000)
+        async with listen_outbox(s.listen_url) as listener:
+            self.listener = listener
+            task_status.started()
+            while True:
+                try:
+                    handled = await self.run_once()
+                except StoreError as exc:
+                    self.stats.loop_errors += 1
+                    log.warning("outbox loop: database error, retrying next loop: %s", exc)
+                    handled = 0
+                self.batch_done.set()
+                self.batch_done = trio.Event()
+                if handled < s.outbox_batch_size:
+                    # Woken by the send transaction's NOTIFY; polling only as a fallback.
+                    with trio.move_on_after(s.outbox_poll_ms / 1000):
+                        await listener.wait()
 
     async def run_once(self) -> int:
         """Claim, publish and settle one batch; return how many rows were published."""
