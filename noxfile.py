@@ -41,3 +41,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[dev,typecheck]")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Hostile-client fuzzer: 100,000 random frames against an in-process gateway and worker.
+
+    Local PostgreSQL and Redis unless URLs are given; extra arguments go to the fuzzer:
+    ``nox -s fuzz -- --seed 7 --connections 16``.
+    """
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "arcyou_trio.fuzz", "--frames", "100000", *session.posargs)

@@ -89,6 +89,7 @@ class Settings:
     outbox_batch_size: int = _env("OUTBOX_BATCH_SIZE", 200, validator=_positive)
     outbox_lease_ms: int = _env("OUTBOX_LEASE_MS", 30000, validator=_positive)
     db_pool_size: int = _env("DB_POOL_SIZE", 8, validator=_positive)
+    send_batch_max: int = _env("SEND_BATCH_MAX", 256, validator=_positive)
     db_timeout_ms: int = _env("DB_TIMEOUT_MS", 5000, validator=_positive)
     # psycopg's ``prepare_threshold`` for pool connections: a query is prepared server-side after
     # this many executions on one connection (0: at once). ``none``/``off`` disables prepared

@@ -23,12 +23,13 @@ from arcyou_trio.auth import Verifier
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
 from arcyou_trio.gateway.rooms import RoomHub
+from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
 from arcyou_trio.protocol import codec, messages
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
 from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED, Phase, Session
-from arcyou_trio.store import Refusal, Store
+from arcyou_trio.store import NewMessage, Refusal, Store
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class GatewayContext:
     store: Store
     hub: RoomHub
     verifier: Verifier
+    sender: SendCoalescer
     stats: GatewayStats = attrs.Factory(GatewayStats)
     connections: set[Connection] = attrs.Factory(set)
     draining: bool = False
@@ -311,14 +313,26 @@ class Connection:
     async def _send_message(self, request: Send) -> None:
         try:
             with trio.fail_after(self._db_timeout_s):
-                result = await self.ctx.store.send_message(
-                    room_id=request.room_id,
-                    user_id=self._user,
-                    type=request.type.value,
-                    content=request.content,
-                    temp_id=request.temp_id,
-                    reply_to=request.reply_to_message_id,
-                )
+                if request.reply_to_message_id is None:
+                    # The common case goes through group commit.
+                    result = await self.ctx.sender.send(
+                        NewMessage(
+                            room_id=request.room_id,
+                            user_id=self._user,
+                            type=request.type.value,
+                            content=request.content,
+                            temp_id=request.temp_id,
+                        )
+                    )
+                else:
+                    result = await self.ctx.store.send_message(
+                        room_id=request.room_id,
+                        user_id=self._user,
+                        type=request.type.value,
+                        content=request.content,
+                        temp_id=request.temp_id,
+                        reply_to=request.reply_to_message_id,
+                    )
         except (StoreError, trio.TooSlowError) as exc:
             raise self._unavailable("send", exc, temp_id=request.temp_id) from None
         if result is Refusal.NOT_MEMBER:

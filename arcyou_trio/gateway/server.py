@@ -25,6 +25,7 @@ from arcyou_trio.gateway.connection import (
 )
 from arcyou_trio.gateway.http_front import make_handler
 from arcyou_trio.gateway.rooms import RoomHub
+from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,14 @@ async def serve_gateway(
     async with bus.subscriber() as subscriber:
         channels = Channels(settings.pubsub_mode, settings.redis_channel_prefix)
         hub = RoomHub(channels, subscriber)
-        ctx = GatewayContext(settings=settings, store=store, hub=hub, verifier=verifier)
+        sender = SendCoalescer(
+            store,
+            max_batch=settings.send_batch_max,
+            flushers=max(1, settings.db_pool_size // 2),
+        )
+        ctx = GatewayContext(
+            settings=settings, store=store, hub=hub, verifier=verifier, sender=sender
+        )
         drained = trio.Event()
 
         async def on_websocket(ws: trio_websocket.WebSocketConnection, peer: str) -> None:
@@ -96,6 +104,7 @@ async def serve_gateway(
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run_listener)
+            await nursery.start(sender.run)
             async with trio.open_nursery() as accepting:
                 listeners: list[trio.SocketListener] = await accepting.start(
                     partial(

@@ -27,8 +27,9 @@ import trio
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
 from arcyou_trio.protocol.messages import ChatMessage
-from arcyou_trio.store import queries
+from arcyou_trio.store import queries, send_batch
 from arcyou_trio.store.queries import Backfill, OutboxRow, Refusal
+from arcyou_trio.store.send_batch import NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ class Store:
             temp_id=temp_id,
             reply_to=reply_to,
         )
+
+    async def send_messages(self, items: Sequence[NewMessage]) -> list[ChatMessage | Refusal]:
+        """Group commit: all of ``items`` in one transaction (see :mod:`.send_batch`)."""
+        return await self._run(send_batch.send_messages, items)
 
     async def ack(self, room_id: uuid.UUID, user_id: uuid.UUID, last_read: int) -> int | Refusal:
         return await self._run(queries.ack, room_id, user_id, last_read)
