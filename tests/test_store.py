@@ -209,3 +209,55 @@ async def test_unreachable_database_fails_fast(settings: Settings) -> None:
         async with Store.open(gone) as store:
             with pytest.raises(StoreUnavailable):
                 await store.ping()
+
+
+async def test_group_commit_keeps_room_order_and_refuses_non_members(store: Store) -> None:
+    from arcyou_trio.store import NewMessage
+
+    url = store_url(store)
+    users = [uuid.uuid4() for _ in range(3)]
+    rooms = [make_room(url, *users[:2]) for _ in range(8)]
+    outsider = uuid.uuid4()
+
+    async def batch_sender(k: int) -> None:
+        for j in range(20):
+            batch = [
+                NewMessage(rooms[(k + j + i) % 8], users[i % 2], "text", {"text": f"{k}.{j}.{i}"})
+                for i in range(12)
+            ]
+            batch.append(NewMessage(rooms[k % 8], outsider, "text", {"text": "no"}))
+            results = await store.send_messages(batch)
+            assert results[-1] is Refusal.NOT_MEMBER
+            assert not any(isinstance(r, Refusal) for r in results[:-1])
+            # Within one batch a room's ids follow request order.
+            by_room: dict[uuid.UUID, list[int]] = {}
+            for message in results[:-1]:
+                assert not isinstance(message, Refusal)
+                by_room.setdefault(message.room_id, []).append(message.id)
+            assert all(ids == sorted(ids) for ids in by_room.values())
+
+    # Concurrent batches over overlapping rooms: no deadlock (rooms are locked in id order).
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for k in range(6):
+                nursery.start_soon(batch_sender, k)
+    with db(url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM arcyou_chat_messages WHERE user_id = %s", (outsider,)
+        ).fetchone() == (0,)
+        for room in rooms:
+            outbox = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT (payload->'message'->>'id')::bigint FROM outbox"
+                    " WHERE room_id = %s ORDER BY id",
+                    (room,),
+                ).fetchall()
+            ]
+            # Outbox order (what workers publish) is message-id order within each room, and
+            # the room's last_message_id is its newest message.
+            assert outbox == sorted(outbox) and outbox
+            last = conn.execute(
+                "SELECT last_message_id FROM arcyou_chat_rooms WHERE id = %s", (room,)
+            ).fetchone()
+            assert last == (outbox[-1],)
