@@ -109,8 +109,10 @@ async def test_recovers_when_redis_returns(settings: Settings, tmp_path: Path) -
                 return rows[0][2] >= 2
 
             await wait_for(failing, what="failed publish attempts")
-            # Same port again; start() returns once it answers PING.
-            await trio.to_thread.run_sync(server.start)
+            # Same port again; start() returns once it answers PING. Started from this (main)
+            # thread on purpose: children die with the thread that started them (PDEATHSIG),
+            # and trio's worker threads come and go.
+            server.start()
 
             async def published() -> bool:
                 rows = await trio.to_thread.run_sync(outbox_rows, settings.database_url)

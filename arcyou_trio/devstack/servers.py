@@ -42,7 +42,8 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    # Linux: deliver SIGTERM to this child when the process that started it dies.
+    # Linux: deliver SIGTERM to this child when its parent dies -- precisely, when the *thread*
+    # that started it exits, so start servers from a long-lived thread (not a worker thread).
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
