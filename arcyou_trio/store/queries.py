@@ -104,6 +104,18 @@ def join_room(
         return Backfill(start, [_message(row) for row in cur.fetchall()])
 
 
+# The outbox payload (the live event's `message` object) built from a row `msg` that has the
+# message columns; shared by the single send and group commit so both publish the same shape.
+OUTBOX_PAYLOAD = """jsonb_build_object(
+        'roomId', msg.room_id,
+        'message', jsonb_build_object(
+            'id', msg.id, 'user_id', msg.user_id, 'type', msg.type, 'content', msg.content,
+            'created_at', msg.created_at)
+          || CASE WHEN msg.temp_id IS NULL THEN '{}'::jsonb
+                  ELSE jsonb_build_object('temp_id', msg.temp_id) END
+          || CASE WHEN msg.reply_to_message_id IS NULL THEN '{}'::jsonb
+                  ELSE jsonb_build_object('reply_to_message_id', msg.reply_to_message_id) END)"""
+
 # One statement, one round trip: lock the room row (only if the sender is a member), draw the
 # id while holding that lock so ids increase in commit order within a room, write the message and
 # its outbox row, and move the room's last_message_id.
@@ -128,15 +140,7 @@ WITH room AS (
     RETURNING {_MESSAGE_COLUMNS}
 ), ob AS (
     INSERT INTO outbox (type, room_id, payload)
-    SELECT 'message.created', msg.room_id, jsonb_build_object(
-        'roomId', msg.room_id,
-        'message', jsonb_build_object(
-            'id', msg.id, 'user_id', msg.user_id, 'type', msg.type, 'content', msg.content,
-            'created_at', msg.created_at)
-          || CASE WHEN msg.temp_id IS NULL THEN '{{}}'::jsonb
-                  ELSE jsonb_build_object('temp_id', msg.temp_id) END
-          || CASE WHEN msg.reply_to_message_id IS NULL THEN '{{}}'::jsonb
-                  ELSE jsonb_build_object('reply_to_message_id', msg.reply_to_message_id) END)
+    SELECT 'message.created', msg.room_id, {OUTBOX_PAYLOAD}
     FROM msg
 ), upd AS (
     UPDATE arcyou_chat_rooms r SET last_message_id = msg.id, updated_at = now()

@@ -23,7 +23,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from arcyou_trio.protocol.messages import ChatMessage
-from arcyou_trio.store.queries import _MESSAGE_COLUMNS, OUTBOX_CHANNEL, Refusal, _message
+from arcyou_trio.store.queries import (
+    _MESSAGE_COLUMNS,
+    OUTBOX_CHANNEL,
+    OUTBOX_PAYLOAD,
+    Refusal,
+    _message,
+)
 
 
 @attrs.frozen
@@ -60,13 +66,7 @@ WITH req AS (
     RETURNING {_MESSAGE_COLUMNS}
 ), ob AS (
     INSERT INTO outbox (type, room_id, payload)
-    SELECT 'message.created', msg.room_id, jsonb_build_object(
-        'roomId', msg.room_id,
-        'message', jsonb_build_object(
-            'id', msg.id, 'user_id', msg.user_id, 'type', msg.type, 'content', msg.content,
-            'created_at', msg.created_at)
-          || CASE WHEN msg.temp_id IS NULL THEN '{{}}'::jsonb
-                  ELSE jsonb_build_object('temp_id', msg.temp_id) END)
+    SELECT 'message.created', msg.room_id, {OUTBOX_PAYLOAD}
     FROM msg ORDER BY msg.id
 ), upd AS (
     UPDATE arcyou_chat_rooms r SET last_message_id = m.last_id, updated_at = now()
