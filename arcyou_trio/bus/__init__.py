@@ -1,4 +1,4 @@
-"""The Redis adapter: Pub/Sub publish and subscribe (redis-py and trio-asyncio live only here)."""
+"""The Redis adapter: Pub/Sub publish and subscribe (redis-py and its threads live only here)."""
 
 from arcyou_trio.bus.redis_bus import GLOBAL_CHANNEL, Bus, Channels, Subscriber
 
