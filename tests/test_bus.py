@@ -228,7 +228,7 @@ async def test_reconnects_and_resubscribes_after_redis_restart(tmp_path: Path, p
                     pass
             assert sub.channels == {a, b}
 
-            await trio.to_thread.run_sync(server.start)  # same port
+            server.start()  # same port; from this thread (PDEATHSIG follows the starter)
             second = Collector(sub)
             nursery.start_soon(second.run)
 
@@ -253,7 +253,7 @@ async def test_subscribe_reconnects_by_itself_once_redis_is_back(
             with pytest.raises(BusUnavailable):
                 await sub.subscribe(f"{prefix}b")
             assert sub.channels == {f"{prefix}a"}  # a failed subscribe is not wanted
-            await trio.to_thread.run_sync(server.start)
+            server.start()  # from this thread: PDEATHSIG follows the starting thread
             # No messages() call in between: subscribe() reconnects the whole connection.
             await sub.subscribe(f"{prefix}b")
             for channel in (f"{prefix}a", f"{prefix}b"):
