@@ -52,3 +52,18 @@ def fuzz(session: nox.Session) -> None:
     """
     session.install("-e", ".[dev]")
     session.run("python", "-m", "arcyou_trio.fuzz", "--frames", "100000", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """End-to-end benchmark: gateway and worker processes under load, with pgbench and
+    redis-benchmark ceilings on the same servers (local ones unless URLs are given).
+
+    Writes bench-results.json; extra arguments go to the benchmark:
+    ``nox -s bench -- --quick`` (about a minute), ``-- --scenarios 1,2 --gateways 2``.
+    See docs/benchmarks.md.
+    """
+    session.install("-e", ".[dev]")
+    session.run(
+        "python", "-m", "arcyou_trio.bench", "--out", "bench-results.json", *session.posargs
+    )
