@@ -76,6 +76,9 @@ class Settings:
     rl_bucket_capacity: int = _env("RL_BUCKET_CAPACITY", 30, validator=_positive)
     rl_refill_ms: int = _env("RL_REFILL_MS", 10000, validator=_positive)
     ws_send_high_water_bytes: int = _env("WS_SEND_HIGH_WATER", 1 << 20, validator=_positive)
+    # How long a connection's unsent live events may stay above WS_SEND_HIGH_WATER (a burst)
+    # before it counts as a slow consumer; four times the mark is slow at once.
+    ws_slow_consumer_ms: int = _env("WS_SLOW_CONSUMER_MS", 1000, validator=_positive)
     auth_timeout_ms: int = _env("AUTH_TIMEOUT_MS", 10000, validator=_positive)
     ws_ping_interval_ms: int = _env("WS_PING_INTERVAL_MS", 30000, validator=_positive)
     ws_ping_timeout_ms: int = _env("WS_PING_TIMEOUT_MS", 10000, validator=_positive)

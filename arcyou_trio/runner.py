@@ -9,6 +9,7 @@ ends the service is printed as one line (exit 2 for configuration, 1 otherwise),
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -121,7 +122,21 @@ def report(name: str, exc: BaseException) -> int | None:
     return code
 
 
+#: Cyclic-GC thresholds for the services. With Python's default (700 allocations) a gateway
+#: busy fanning out spent about 30 % of its time in collections (py-spy, fan-out to 1,000
+#: members); what a connection keeps lives long, and what trio allocates per step is freed by
+#: reference counting, so collecting far less often costs little memory.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up allocated (never collected again) and collect less often."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_service(name: str, main: Callable[[trio.Event], Awaitable[None]], grace_s: float) -> int:
+    tune_gc()
     try:
         trio.run(until_signal, main, grace_s)
     except BaseException as exc:

@@ -44,6 +44,7 @@ import trio_websocket
 
 from arcyou_trio.bench.procs import raise_nofile
 from arcyou_trio.client.chat import open_websocket
+from arcyou_trio.runner import tune_gc
 
 TEXT = "benchmark message"
 MAX_SAMPLES = 400_000  # latency samples kept per process (first ones win)
@@ -400,6 +401,7 @@ async def amain() -> None:
 
 
 def main() -> None:
+    tune_gc()  # the same collection settings as the services
     trio.run(amain)
 
 

@@ -21,9 +21,9 @@ confirmation arrives. Each time the socket is readable the thread reads every co
 available and appends the whole batch to an in-memory inbox, waking trio with one
 ``run_sync_soon``; it never waits for trio. If trio falls more than ``max_buffered`` messages
 behind, the thread drops the Redis connection rather than let Redis (or this process) buffer
-without bound: ``messages()`` delivers what was read, then raises :class:`BusUnavailable`, and the
-next call reconnects, as after any broken connection. On the trio side ``messages()`` yields one
-message at a time and gives the scheduler :data:`TURNS_PER_MESSAGE` turns after each.
+without bound: ``batches()`` delivers what was read, then raises :class:`BusUnavailable`, and the
+next call reconnects, as after any broken connection. On the trio side ``batches()`` yields each
+batch as the thread read it (the gateway fans a whole batch out, then lets its writers run).
 
 Reconnection is ours, not redis-py's: the Pub/Sub connection has no retries
 (``supported_errors=()``), because redis-py's retry silently reconnects and re-subscribes on *any*
@@ -63,16 +63,8 @@ GLOBAL_CHANNEL = "chat:message"
 PUBLISH_THREADS = 8
 #: Most messages the reader thread reads before handing a batch to trio.
 READ_BATCH = 512
-#: Messages read but not yet taken by ``messages()`` before the subscription is dropped.
+#: Messages read but not yet taken by ``batches()`` before the subscription is dropped.
 DEFAULT_MAX_BUFFERED = 50_000
-#: Scheduler turns ``messages()`` gives away after each message it yields. The gateway fans an
-#: event out synchronously into per-connection send queues, and a connection's writer needs two
-#: turns per frame (trio-websocket's stream lock, then the socket send): with fewer, a burst read
-#: in one batch fills even a fast reader's queue past WS_SEND_HIGH_WATER and gets it closed
-#: (tests/test_limits.py::test_slow_reader_is_closed_and_others_keep_receiving failed 8 runs in
-#: 10 with one turn, none with two). The old per-message trio-asyncio round trip paced this
-#: implicitly.
-TURNS_PER_MESSAGE = 2
 #: How long an idle reader thread sleeps between looks at its stop flag (it is woken anyway).
 _IDLE_POLL_MS = 1000
 
@@ -254,7 +246,7 @@ class Subscriber:
         self._wake_w.setblocking(False)
         # trio side only
         self._channels: set[str] = set()
-        self._ready: deque[tuple[str, str]] = deque()
+        self._ready: deque[tuple[str, str]] = deque()  # left over by messages()
         self._arrived = trio.Event()
         # shared, under _lock
         self._lock = threading.Lock()
@@ -284,23 +276,46 @@ class Subscriber:
         self._channels.discard(channel)
         await self._call(_Request("unsubscribe", channel))
 
-    async def messages(self) -> AsyncIterator[tuple[str, str]]:
+    async def batches(self) -> AsyncIterator[list[tuple[str, str]]]:
+        """Yield ``(channel, data)`` lists, in arrival order, as the reader thread read them.
+
+        Raises :class:`BusUnavailable` once the connection broke (after everything read before
+        the break was yielded); calling it again reconnects and re-subscribes.
+        """
         await self._call(_Request("reconnect"))  # a no-op unless the connection is broken
         while True:
+            yield await self._next_batch()
+            # Let the tasks the batch woke (the connections' writers) run before the next.
+            await trio.lowlevel.checkpoint()
+
+    async def messages(self) -> AsyncIterator[tuple[str, str]]:
+        """:meth:`batches`, one message at a time."""
+        await self._call(_Request("reconnect"))
+        while True:
+            # What a caller that broke out of the loop left of a batch is kept for the next call.
             while self._ready:
                 channel, data = self._ready.popleft()
-                if channel not in self._channels:  # unsubscribed meanwhile
-                    continue
-                yield channel, data
-                for _turn in range(TURNS_PER_MESSAGE):
-                    await trio.lowlevel.checkpoint()
+                if channel in self._channels:  # unsubscribed while this batch was yielded
+                    yield channel, data
+            self._ready.extend(await self._next_batch())
+
+    async def _next_batch(self) -> list[tuple[str, str]]:
+        if self._ready:
+            batch = [entry for entry in self._ready if entry[0] in self._channels]
+            self._ready.clear()
+            if batch:
+                return batch
+        while True:
             item = self._take()
             if item is None:
                 await self._arrived.wait()
-            elif isinstance(item, _Broken):
+                continue
+            if isinstance(item, _Broken):
                 raise item.error
-            else:
-                self._ready.extend(item)
+            channels = self._channels
+            batch = [entry for entry in item if entry[0] in channels]  # unsubscribed meanwhile
+            if batch:
+                return batch
 
     def _take(self) -> _Batch | _Broken | None:
         with self._lock:

@@ -25,6 +25,7 @@ from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
 from arcyou_trio.gateway.rooms import RoomHub
 from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
+from arcyou_trio.gateway.wireframe import send_frames, text_frame, write_now
 from arcyou_trio.protocol import codec, messages
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
@@ -47,7 +48,8 @@ CLOSE_INTERNAL = 1011
 # How long a closing connection may take to finish the frame in flight and say goodbye.
 FLUSH_GRACE_S = 2.0
 
-Frame = tuple[str, int]
+# A whole WebSocket frame, ready for the socket (arcyou_trio.gateway.wireframe).
+Frame = bytes
 
 
 @attrs.define
@@ -77,8 +79,7 @@ class GatewayContext:
 
 
 def _frame(obj: dict[str, Any]) -> Frame:
-    text = codec.dumps(obj)
-    return text, len(text.encode())
+    return text_frame(codec.dumps_bytes(obj))
 
 
 def _now_iso() -> str:
@@ -96,8 +97,13 @@ class Connection:
             limits=Limits(max_text_chars=settings.max_text_chars),
             max_rooms=settings.max_rooms_per_connection,
         )
-        self.queue = SendQueue(settings.ws_send_high_water_bytes)
+        self.queue = SendQueue(
+            settings.ws_send_high_water_bytes, settings.ws_slow_consumer_ms / 1000
+        )
         self._reader_scope = trio.CancelScope()
+        self._tasks: trio.Nursery | None = None  # short-lived helpers (pings) run here
+        self._pinging = False
+        self._auth_deadline = trio.current_time() + settings.auth_timeout_ms / 1000
         self._idle_scope: trio.CancelScope | None = None
         self._close: tuple[int, str] | None = None
         self._flush = True
@@ -111,11 +117,11 @@ class Connection:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 with self._reader_scope:
-                    async with trio.open_nursery() as reader:
-                        reader.start_soon(self._auth_deadline)
-                        reader.start_soon(self._keepalive)
+                    async with trio.open_nursery() as tasks:
+                        self._tasks = tasks
                         await self._reader()
-                        reader.cancel_scope.cancel()
+                        self._tasks = None
+                        tasks.cancel_scope.cancel()
                 # The reader is done (client left, kill() or drain()): let the writer finish the
                 # frame in flight (drain: everything queued), then stop it. A peer that does not
                 # read even that much within the grace period loses the connection without a
@@ -151,45 +157,56 @@ class Connection:
         if self._idle_scope is not None:
             self._idle_scope.cancel()
 
-    async def _keepalive(self) -> None:
-        settings = self.ctx.settings
-        while True:
-            await trio.sleep(settings.ws_ping_interval_ms / 1000)
-            with trio.move_on_after(settings.ws_ping_timeout_ms / 1000) as timer:
-                try:
-                    await self.ws.ping()
-                except trio_websocket.ConnectionClosed:
-                    return
-            if timer.cancelled_caught:
-                self.ctx.stats.closed_keepalive += 1
-                self.kill(CLOSE_GOING_AWAY, "keepalive timeout: no pong")
+    def start_ping(self) -> None:
+        """Ping the peer (the gateway's keepalive sweep calls this every WS_PING_INTERVAL_MS).
+
+        The ping's task lives only until the pong: an idle connection keeps no timer task of its
+        own, which is most of what 20,000 idle connections cost.
+        """
+        if self._tasks is not None and not self._pinging and self._close is None:
+            self._pinging = True
+            self._tasks.start_soon(self._ping_once)
+
+    async def _ping_once(self) -> None:
+        with trio.move_on_after(self.ctx.settings.ws_ping_timeout_ms / 1000) as timer:
+            try:
+                await self.ws.ping()
+            except trio_websocket.ConnectionClosed:
                 return
+        self._pinging = False
+        if timer.cancelled_caught:
+            self.ctx.stats.closed_keepalive += 1
+            self.kill(CLOSE_GOING_AWAY, "keepalive timeout: no pong")
 
     def _leave_all(self) -> None:
         for room_id in list(self.session.rooms):
             self.ctx.hub.remove(room_id, self)
 
-    async def _auth_deadline(self) -> None:
-        await trio.sleep(self.ctx.settings.auth_timeout_ms / 1000)
-        if self.session.phase is not Phase.READY:
-            self.ctx.stats.closed_auth_timeout += 1
-            self.kill(CLOSE_POLICY, "authentication timeout")
-
     async def _writer(self) -> None:
-        while (item := await self.queue.get()) is not None:
+        while (items := await self.queue.take()) is not None:
+            data = items[0][0] if len(items) == 1 else b"".join(frame for frame, _ in items)
             # If we are cancelled while a frame is half written, the stream is no longer a valid
             # WebSocket: no close frame may follow it.
             self._mid_frame = True
             try:
-                await self.ws.send_message(item.frame)
+                await send_frames(self.ws, data)
             except trio_websocket.ConnectionClosed:
                 self._reader_scope.cancel()
                 return
             self._mid_frame = False
-            self.queue.sent(item)
+            self.queue.sent(items)
 
     def _send(self, frame: Frame, *, pushed: bool = False) -> None:
-        if not self.queue.put(*frame, pushed=pushed):
+        if self.queue.idle and not self.queue.closed:
+            written = write_now(self.ws, frame)
+            if written == len(frame):
+                return
+            if written:
+                # The rest of a frame: nothing else may be written before it, and if it is
+                # dropped no close frame may follow.
+                self._mid_frame = True
+                frame = frame[written:]
+        if not self.queue.put(frame, pushed=pushed):
             self.ctx.stats.closed_slow += 1
             self.kill(CLOSE_POLICY, "send buffer exceeded WS_SEND_HIGH_WATER")
 
@@ -198,9 +215,9 @@ class Connection:
 
     # -- live events (called by the hub, never blocks) -------------------------------------
 
-    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: str, size: int) -> None:
+    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: Frame) -> None:
         try:
-            out = self.session.on_live(room_id, message_id, (frame, size))
+            out = self.session.on_live(room_id, message_id, frame)
         except OverflowError:
             self.kill(CLOSE_POLICY, "too many events buffered while joining")
             return
@@ -216,6 +233,8 @@ class Connection:
             # middle of a request (a send is committed and acked, or not started).
             with trio.CancelScope() as idle:
                 self._idle_scope = idle
+                if self.session.phase is not Phase.READY:
+                    idle.deadline = self._auth_deadline
                 # Answers the client has not read yet hold back its next request.
                 await self.queue.wait_for_room()
                 try:
@@ -224,6 +243,9 @@ class Connection:
                     return
             self._idle_scope = None
             if idle.cancelled_caught:
+                if self._close is None:  # not drain(): the authentication deadline passed
+                    self.ctx.stats.closed_auth_timeout += 1
+                    self.kill(CLOSE_POLICY, "authentication timeout")
                 return
             # trio-websocket limits characters; the seed's limit is in bytes.
             if (

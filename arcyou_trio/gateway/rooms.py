@@ -1,8 +1,11 @@
 """Room fan-out inside one gateway process, and the Redis subscriptions it needs.
 
 The hub maps each room to the local connections that joined it. A live event from Redis is
-parsed once and its already-encoded text is handed to every member connection synchronously:
-fan-out never awaits a socket, and a connection that cannot keep up is closed by its own queue.
+parsed once, framed once (the worker already encoded it) and the same bytes are handed to every
+member connection synchronously: fan-out never awaits a socket, and a connection that cannot keep
+up is closed by its own queue. Events come in the batches the Redis reader read; the hub yields
+to the scheduler every :data:`DELIVERIES_PER_TURN` deliveries so that writers and requests keep
+running during a large fan-out.
 
 In ``perconv`` mode the hub holds exactly the subscriptions its connections need: the first
 local member of a room subscribes ``conv:{room}`` (and the join waits for Redis to confirm, so
@@ -22,12 +25,16 @@ import trio
 from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
 from arcyou_trio.errors import BusUnavailable
+from arcyou_trio.gateway.wireframe import text_frame
 
 log = logging.getLogger(__name__)
 
+#: Deliveries the hub makes before it lets other tasks run.
+DELIVERIES_PER_TURN = 2000
+
 
 class Member(Protocol):
-    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: str, size: int) -> None:
+    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: bytes) -> None:
         """Queue one live event frame (never blocks)."""
 
 
@@ -91,8 +98,8 @@ class RoomHub:
 
     # -- fan-out ---------------------------------------------------------------------------
 
-    def dispatch(self, channel: str, data: str) -> None:
-        """Deliver one published event to every local member of its room."""
+    def dispatch(self, channel: str, data: str) -> int:
+        """Deliver one published event to every local member of its room; returns how many."""
         try:
             event = orjson.loads(data)
             room_id = uuid.UUID(event["roomId"])
@@ -101,16 +108,18 @@ class RoomHub:
                 raise TypeError("message.id is not an integer")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             log.warning("dropping malformed event on %s: %.200s", channel, data)
-            return
+            return 0
         self.events_received += 1
         members = self._members.get(room_id)
         if not members:
-            return
-        size = len(data.encode())
+            return 0
+        frame = text_frame(data.encode())
         # Copy: delivering can close a connection, which removes it from the set.
-        for member in list(members):
-            member.deliver_live(room_id, message_id, data, size)
-            self.deliveries += 1
+        targets = list(members)
+        for member in targets:
+            member.deliver_live(room_id, message_id, frame)
+        self.deliveries += len(targets)
+        return len(targets)
 
     async def run_listener(
         self,
@@ -133,8 +142,13 @@ class RoomHub:
     async def _read_forever(self, retry_s: float) -> None:
         while True:
             try:
-                async for channel, data in self._subscriber.messages():
-                    self.dispatch(channel, data)
+                async for batch in self._subscriber.batches():
+                    done = 0
+                    for channel, data in batch:
+                        done += self.dispatch(channel, data)
+                        if done >= DELIVERIES_PER_TURN:
+                            await trio.lowlevel.checkpoint()
+                            done = 0
             except BusUnavailable as exc:
                 log.warning("redis subscription broken (%s); reconnecting", exc)
                 await trio.sleep(retry_s)

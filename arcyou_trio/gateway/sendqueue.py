@@ -2,79 +2,110 @@
 
 Frames are of two kinds:
 
-* **pushed** frames (live events) arrive whether or not the client asked. If the pushed bytes
-  waiting for the socket would pass the high-water mark, the client is not keeping up:
-  :meth:`SendQueue.put` refuses and the connection is closed.
+* **pushed** frames (live events) arrive whether or not the client asked. A fan-out queues a
+  whole batch of events at once, so a backlog above the high-water mark is normal for a moment
+  (a burst); a client is *slow* when its pushed backlog stays above the mark for longer than
+  ``slow_after_s``, or grows past :data:`HARD_LIMIT_FACTOR` times the mark. Then :meth:`put`
+  refuses and the connection is closed.
 * **answers** (replies, and the backfill that answers a join) exist because the client asked.
   They are always queued (a large backfill must not get a client disconnected), but the
   connection reads its next request only once the answer bytes are back under the high-water
   mark (:meth:`SendQueue.wait_for_room`): a client that asks faster than it reads is slowed down.
 
-Producers call :meth:`put` synchronously; only the connection's own writer waits, on :meth:`get`.
+Frames are whole WebSocket frames as bytes (:mod:`arcyou_trio.gateway.wireframe`). Producers call
+:meth:`put` synchronously; only the connection's own writer waits, on :meth:`take`, which hands
+over everything queued (up to a byte budget) so that it goes out in one socket write.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-import attrs
 import trio
 
-
-@attrs.frozen
-class Item:
-    frame: str
-    size: int
-    pushed: bool
+#: A pushed backlog this many times the high-water mark is slow whatever its age.
+HARD_LIMIT_FACTOR = 4
+#: Most bytes the writer takes for one socket write.
+WRITE_BATCH_BYTES = 256 * 1024
 
 
 class SendQueue:
-    def __init__(self, high_water_bytes: int) -> None:
+    def __init__(self, high_water_bytes: int, slow_after_s: float = 1.0) -> None:
         self.high_water_bytes = high_water_bytes
+        self.hard_limit_bytes = HARD_LIMIT_FACTOR * high_water_bytes
+        self.slow_after_s = slow_after_s
         self.pushed_bytes = 0
         self.answer_bytes = 0
-        self._items: deque[Item] = deque()
+        # (frame, pushed) in send order
+        self._items: deque[tuple[bytes, bool]] = deque()
         self._ready = trio.Event()
         self._room = trio.Event()
+        self._over_since: float | None = None
+        self._in_flight = False  # the writer took frames and has not reported them sent
         self.overflowed = False
         self.closed = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being written: a frame may bypass the queue."""
+        return not self._items and not self._in_flight
 
     @property
     def queued_bytes(self) -> int:
         return self.pushed_bytes + self.answer_bytes
 
-    def put(self, frame: str, size: int, *, pushed: bool) -> bool:
-        """Queue a frame; False (and ``overflowed``) when pushed bytes would pass the mark."""
+    def put(self, frame: bytes, *, pushed: bool) -> bool:
+        """Queue a frame; False (and ``overflowed``) when the client is too slow for it."""
         if self.overflowed or self.closed:
             return False
+        size = len(frame)
         if pushed:
-            if self.pushed_bytes + size > self.high_water_bytes and self._items:
-                self.overflowed = True
-                return False
-            self.pushed_bytes += size
+            backlog = self.pushed_bytes + size
+            if backlog > self.high_water_bytes and self._items:
+                now = trio.current_time()
+                if self._over_since is None:
+                    self._over_since = now
+                if backlog > self.hard_limit_bytes or now - self._over_since > self.slow_after_s:
+                    self.overflowed = True
+                    return False
+            self.pushed_bytes = backlog
         else:
             self.answer_bytes += size
-        self._items.append(Item(frame, size, pushed))
+        self._items.append((frame, pushed))
         self._ready.set()
         return True
 
-    async def get(self) -> Item | None:
-        """The next frame to send, or None once the queue is closed and drained."""
+    async def take(self) -> list[tuple[bytes, bool]] | None:
+        """The next frames to send (at least one), or None once closed and drained."""
         while not self._items:
             if self.closed:
                 return None
             self._ready = trio.Event()
             await self._ready.wait()
-        return self._items.popleft()
+        items = self._items
+        self._in_flight = True
+        if len(items) == 1:
+            return [items.popleft()]
+        out: list[tuple[bytes, bool]] = []
+        budget = WRITE_BATCH_BYTES
+        while items and (budget > 0 or not out):
+            item = items.popleft()
+            budget -= len(item[0])
+            out.append(item)
+        return out
 
-    def sent(self, item: Item) -> None:
-        """The writer finished sending ``item``."""
-        if item.pushed:
-            self.pushed_bytes -= item.size
-        else:
-            self.answer_bytes -= item.size
-            if self.answer_bytes <= self.high_water_bytes:
-                self._room.set()
+    def sent(self, items: list[tuple[bytes, bool]]) -> None:
+        """The writer finished sending ``items``."""
+        self._in_flight = False
+        for frame, pushed in items:
+            if pushed:
+                self.pushed_bytes -= len(frame)
+            else:
+                self.answer_bytes -= len(frame)
+        if self.pushed_bytes <= self.high_water_bytes:
+            self._over_since = None
+        if self.answer_bytes <= self.high_water_bytes:
+            self._room.set()
 
     async def wait_for_room(self) -> None:
         """Wait until the answers still queued are under the high-water mark."""

@@ -105,6 +105,7 @@ async def serve_gateway(
         async with trio.open_nursery() as nursery:
             await nursery.start(hub.run_listener)
             await nursery.start(sender.run)
+            nursery.start_soon(_keepalive, ctx)
             async with trio.open_nursery() as accepting:
                 listeners: list[trio.SocketListener] = await accepting.start(
                     partial(
@@ -138,6 +139,21 @@ async def serve_gateway(
                 await drained.wait()
             log.info("all connections closed")
             nursery.cancel_scope.cancel()
+
+
+#: Connections the keepalive sweep pings before it lets other tasks run.
+PINGS_PER_TURN = 500
+
+
+async def _keepalive(ctx: GatewayContext) -> None:
+    """Every WS_PING_INTERVAL_MS, ping every connection (one sweep for all of them)."""
+    interval_s = ctx.settings.ws_ping_interval_ms / 1000
+    while True:
+        await trio.sleep(interval_s)
+        for i, conn in enumerate(list(ctx.connections)):
+            conn.start_ping()
+            if i % PINGS_PER_TURN == PINGS_PER_TURN - 1:
+                await trio.lowlevel.checkpoint()
 
 
 async def run_gateway(

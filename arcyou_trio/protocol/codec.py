@@ -26,16 +26,22 @@ def loads(data: str | bytes) -> Any:
         raise DecodeError("invalid JSON") from exc
 
 
-def dumps(value: Any) -> str:
-    """Encode a reply or event as the text of one WebSocket text frame.
+def dumps_bytes(value: Any) -> bytes:
+    """Encode a reply or event as the UTF-8 payload of one WebSocket text frame.
 
     orjson refuses integers beyond 64 bits; content stored before such numbers were refused
     (or written by other tools) must still be deliverable, so those fall back to the stdlib.
     """
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode()
+
+
+def dumps(value: Any) -> str:
+    """:func:`dumps_bytes` as text."""
+    return dumps_bytes(value).decode()
 
 
 def iso_ms(moment: datetime) -> str:

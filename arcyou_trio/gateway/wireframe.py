@@ -1,0 +1,76 @@
+"""Server-to-client WebSocket frames built once, and written many at a time.
+
+A frame the server sends is not masked (RFC 6455 §5.1) and this gateway negotiates no extension,
+so the bytes of a text frame depend only on its payload: a live event is framed once per fan-out
+and the same ``bytes`` object is queued to every member. A connection's writer then hands
+everything queued to the socket in one ``send_all`` instead of one WebSocket message per frame.
+
+trio-websocket has no public call for either, so :func:`send_frames` does what its
+``WebSocketConnection._send`` does (the same stream lock, the same error handling) with bytes we
+framed ourselves. Sending whole, final frames never touches wsproto's state: it only tracks
+fragmented messages and the closing handshake, and we check the close state first.
+
+:func:`write_now` is the fast path under both: when nothing is queued or being written for a
+connection, a frame is written straight to its (non-blocking) socket from the task that produced
+it, with no task switch at all; only what the socket does not take at once goes through the
+connection's writer task. During a fan-out that is one ``write(2)`` per member.
+trio-websocket is pinned in pyproject.toml; tests/test_wireframe.py checks these assumptions
+against the installed version.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import trio
+import trio_websocket
+
+_FIN_TEXT = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame carrying ``payload`` (UTF-8 JSON)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_FIN_TEXT, n)) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", _FIN_TEXT, 126, n) + payload
+    return struct.pack("!BBQ", _FIN_TEXT, 127, n) + payload
+
+
+async def send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
+    """Write already-framed bytes (one or more whole frames) to the peer.
+
+    Raises :class:`trio_websocket.ConnectionClosed` like ``send_message`` does.
+    """
+    if ws._close_reason:
+        raise trio_websocket.ConnectionClosed(ws._close_reason)
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            assert ws._close_reason is not None
+            raise trio_websocket.ConnectionClosed(ws._close_reason) from None
+
+
+def write_now(ws: trio_websocket.WebSocketConnection, data: bytes) -> int | None:
+    """Write what the socket takes of ``data`` right now, without waiting.
+
+    Returns the bytes written (0 when the socket buffer is full), or None when this path is not
+    open: the connection is closing, a task is writing through trio-websocket (which holds its
+    stream lock), or the socket failed (the writer task meets the error the regular way). The
+    caller must make sure none of its own frames are queued or in flight.
+    """
+    if ws._close_reason or ws._stream_lock.locked():
+        return None
+    sock = getattr(ws._stream, "socket", None)
+    if sock is None:
+        return None
+    try:
+        return os.write(sock.fileno(), data)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
