@@ -79,6 +79,9 @@ class Settings:
     # How long a connection's unsent live events may stay above WS_SEND_HIGH_WATER (a burst)
     # before it counts as a slow consumer; four times the mark is slow at once.
     ws_slow_consumer_ms: int = _env("WS_SLOW_CONSUMER_MS", 1000, validator=_positive)
+    # How long a gap in a room's live events (seq n+2 before n+1) may wait for the missing event
+    # before the gateway reads it from the database (several workers publish out of order).
+    gap_wait_ms: int = _env("GAP_WAIT_MS", 50, validator=_check(lambda v: v >= 0, "must be >= 0"))
     auth_timeout_ms: int = _env("AUTH_TIMEOUT_MS", 10000, validator=_positive)
     ws_ping_interval_ms: int = _env("WS_PING_INTERVAL_MS", 30000, validator=_positive)
     ws_ping_timeout_ms: int = _env("WS_PING_TIMEOUT_MS", 10000, validator=_positive)

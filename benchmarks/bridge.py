@@ -120,7 +120,7 @@ from redis.connection import parse_url
 from arcyou_trio.bus.redis_bus import Bus
 from arcyou_trio.config import Settings
 from arcyou_trio.protocol.messages import ChatMessage
-from arcyou_trio.store import Store, apply_migrations, queries
+from arcyou_trio.store import Sent, Store, apply_migrations, queries
 
 ROOMS = 64
 HOT_ROOM = 1000  # the room number of the single-room load, kept apart from 1..ROOMS
@@ -377,7 +377,7 @@ async def db_store(conninfo: str, load: str, concurrency: int, seconds: float, w
             sent = await store.send_message(
                 room_id=room_uuid(n), user_id=user_uuid(n), type="text", content=CONTENT
             )
-            if not isinstance(sent, ChatMessage):
+            if not isinstance(sent, Sent):
                 raise RuntimeError(f"send refused: {sent}")
 
         return await trio_closed_loop(op, concurrency, seconds, warmup)

@@ -73,7 +73,7 @@ ANY_ROOM = st.sampled_from(["A", "A", "B", "B", "X"])  # X: a room id that does 
 CONN = st.integers(min_value=0, max_value=2)
 SAFE_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 TEXT = st.text(SAFE_CHARS, min_size=1, max_size=12).filter(lambda s: s.strip() != "")
-TEMP_ID = st.none() | st.text(SAFE_CHARS, max_size=8)
+TEMP_ID = st.none() | st.text(SAFE_CHARS, min_size=1, max_size=8)
 
 # Frames that are wrong whatever the state, and the reply each gets.
 GARBAGE: dict[str, tuple[str | bytes, dict[str, Any]]] = {
@@ -131,6 +131,7 @@ async def hold_client(url: str, *, task_status: trio.TaskStatus[Held]) -> None:
 @attrs.define
 class Msg:
     id: int
+    seq: int
     user: uuid.UUID
     text: str
     temp_id: str | None
@@ -258,6 +259,7 @@ def build_machine(system: System, nursery: trio.Nursery) -> type[RuleBasedStateM
                 msg.created_at = created_at
             expected: dict[str, Any] = {
                 "id": msg.id,
+                "seq": msg.seq,
                 "user_id": str(msg.user),
                 "type": "text",
                 "content": {"text": msg.text},
@@ -449,8 +451,20 @@ def build_machine(system: System, nursery: trio.Nursery) -> type[RuleBasedStateM
                         {"op": "send", "success": True, "message_id": message_id}, temp_id
                     ),
                 )
+                original = next(
+                    (
+                        m
+                        for m in self.msgs[key]
+                        if temp_id is not None and (m.user, m.temp_id) == (conn.user, temp_id)
+                    ),
+                    None,
+                )
+                if original is not None:
+                    # Idempotent send: the original's id, nothing stored, no event.
+                    assert message_id == original.id, (message_id, original)
+                    return
                 assert all(message_id > m.id for m in self.msgs[key]), (message_id, self.msgs[key])
-                msg = Msg(message_id, conn.user, text, temp_id)
+                msg = Msg(message_id, len(self.msgs[key]) + 1, conn.user, text, temp_id)
                 self.msgs[key].append(msg)
                 self.by_id[message_id] = msg
                 for other in self.conns:

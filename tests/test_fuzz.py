@@ -603,6 +603,9 @@ class Books:
     sends: int = 0  # successful sends (fuzzer and bystander)
     marks: dict[tuple[str, str], int] = attrs.Factory(dict)  # (room, user) -> acked mark
     stored: list[tuple[int, str, str, dict[str, Any]]] = attrs.Factory(list)
+    # (room, user, temp_id) -> message id: a send repeating one is answered with that message
+    # and stores nothing (idempotent send).
+    temp_ids: dict[tuple[str, str, str], int] = attrs.Factory(dict)
 
 
 def build_example_runner(
@@ -653,6 +656,14 @@ def build_example_runner(
                     assert isinstance(reply["message_id"], int), (frame, reply)
                     room = str(uuid.UUID(request["room_id"]))
                     assert room in rooms, (frame, reply)
+                    temp_id = request.get("temp_id")
+                    if isinstance(temp_id, str):
+                        key = (room, conn.user, temp_id)
+                        if key in books.temp_ids:
+                            assert reply["message_id"] == books.temp_ids[key], (frame, reply)
+                            out.labels.add("duplicate send")
+                            continue
+                        books.temp_ids[key] = reply["message_id"]
                     sent.append((reply["message_id"], room, conn.user, request))
                 elif op == "ack":
                     assert reply["room_id"] in rooms, (frame, reply)

@@ -28,6 +28,7 @@ from arcyou_trio.protocol.requests import (
     Join,
     Limits,
     MessageType,
+    Position,
     RequestError,
     Send,
     op_of,
@@ -227,6 +228,24 @@ ERROR_CASES += [
         _send(temp_id={"a": 1}),
         "send",
         f"temp_id must be a string of at most {MAX_TEMP_ID_CHARS} characters",
+    ),
+    (
+        "join-since-negative",
+        {"op": "join", "room_id": ROOM, "since_message_id": -1},
+        "join",
+        f"since_message_id must be between 0 and {MAX_MESSAGE_ID}",
+    ),
+    (
+        "join-since-string",
+        {"op": "join", "room_id": ROOM, "since_message_id": "5"},
+        "join",
+        "since_message_id must be an integer",
+    ),
+    (
+        "send-temp-id-empty",
+        _send(temp_id=""),
+        "send",
+        "temp_id must not be empty",
     ),
     (
         "send-temp-id-too-long",
@@ -523,7 +542,9 @@ valid_sends = st.builds(
     type=st.just(MessageType.TEXT),
     temp_id=st.none()
     | st.text(
-        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=MAX_TEMP_ID_CHARS
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
+        min_size=1,
+        max_size=MAX_TEMP_ID_CHARS,
     ),
     reply_to_message_id=st.none() | st.integers(min_value=1, max_value=MAX_MESSAGE_ID),
 )
@@ -564,6 +585,8 @@ def test_valid_send_round_trips_through_the_codec(send: Send) -> None:
 )
 def test_other_valid_requests_round_trip(room_id: uuid.UUID, message_id: int, token: str) -> None:
     assert validate({"op": "join", "room_id": str(room_id)}, LIMITS) == Join(room_id)
+    resume = {"op": "join", "room_id": str(room_id), "since_message_id": message_id}
+    assert validate(resume, LIMITS) == Join(room_id, Position(message_id))
     ack = {"op": "ack", "room_id": str(room_id), "last_read_message_id": message_id}
     assert validate(ack, LIMITS) == Ack(room_id, message_id)
     assert validate({"op": "auth", "token": token}, LIMITS) == Auth(token)

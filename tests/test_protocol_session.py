@@ -1,11 +1,12 @@
 """Tests for the per-connection state machine ``arcyou_trio.protocol.session.Session``.
 
 Covers ``receive()``: auth gating (``Unauthorized``, ``already authenticated``), binary frames,
-invalid JSON, the per-frame rate limit (op and ``temp_id`` echoed), ``max_rooms``; and the join /
-delivery logic: ``begin_join``/``end_join``/``on_live``/``abort_join``, checked by plain tests
-and by a hypothesis ``RuleBasedStateMachine`` modelling one room (committed messages, live
-publications possibly racing a join, capped backfills). Frames are the message ids themselves
-(``Session`` is generic over the frame type), so the delivered sequence is easy to check.
+invalid JSON, the per-frame rate limit (op and ``temp_id`` echoed), ``max_rooms``; and the join
+side of delivery: ``begin_join``/``end_join``/``abort_join``/``on_live`` and the fill claim, by
+plain tests. Frames are the messages' seqs themselves (``Session`` is generic over the frame
+type), so the delivered sequence is easy to check. The per-room ordering itself
+(:class:`~arcyou_trio.protocol.delivery.RoomStream`) is exercised exhaustively, with hypothesis
+state machines, in ``test_protocol_delivery.py``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    invariant,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
 
 from arcyou_trio.protocol import codec
 from arcyou_trio.protocol.ratelimit import TokenBucket
@@ -274,11 +268,21 @@ def test_receive_only_returns_requests_or_raises_request_error(
 # -- max rooms -----------------------------------------------------------------------------------
 
 
-def _join(session: Session[int], room: uuid.UUID, backfill: list[int] | None = None) -> list[int]:
+def _pairs(*seqs: int) -> list[tuple[int, int]]:
+    """A page of messages whose frames are their seqs."""
+    return [(seq, seq) for seq in seqs]
+
+
+def _join(session: Session[int], room: uuid.UUID, *seqs: int, start_seq: int = 0) -> list[int]:
+    """A whole join whose first page (not full) holds ``seqs``: the room's last seq is the
+    highest of them."""
     request = session.receive(_frame(op="join", room_id=str(room)), 0.0)
     assert request == Join(room)
     session.begin_join(room)
-    return session.end_join(room, [(i, i) for i in backfill or []])
+    last = max(seqs, default=start_seq)
+    return session.end_join(
+        room, start_seq=start_seq, page=_pairs(*seqs), upto_seq=last, last_seq=last
+    )
 
 
 def test_max_rooms_enforced_but_rejoin_allowed() -> None:
@@ -301,73 +305,129 @@ def test_rooms_being_joined_count_towards_max_rooms() -> None:
     session.begin_join(ROOM)
     err = _rejected(session, _frame(op="join", room_id=str(ROOM_B)))
     assert err.error == TOO_MANY_ROOMS
-    session.abort_join(ROOM)
+    # The room being joined may be asked for again (it holds the slot already).
+    assert session.receive(JOIN, 0.0) == Join(ROOM)
+    assert session.abort_join(ROOM) is None
     assert session.receive(_frame(op="join", room_id=str(ROOM_B)), 0.0) == Join(ROOM_B)
 
 
-# -- joins and delivery: plain tests ---------------------------------------------------------------
+def test_aborted_rejoin_keeps_its_slot() -> None:
+    session = _ready(max_rooms=1)
+    _join(session, ROOM, 1)
+    session.begin_join(ROOM)
+    session.abort_join(ROOM)
+    err = _rejected(session, _frame(op="join", room_id=str(ROOM_B)))
+    assert err.error == TOO_MANY_ROOMS
+
+
+# -- joins and delivery ----------------------------------------------------------------------------
 
 
 def test_unknown_room_events_are_dropped() -> None:
     session = _ready()
-    assert session.on_live(ROOM, 1, 1) is None
+    assert session.on_live(ROOM, 1, 1) == []
+    assert session.on_page(ROOM, _pairs(1, 2), 2, 2) == []
+    session.note_known(ROOM, 5)
+    assert session.gap(ROOM) is None
+    assert not session.claim_fill(ROOM)
+    session.release_fill(ROOM)  # harmless
     assert not session.is_member_of(ROOM)
+    assert not session.rooms
 
 
-def test_end_join_gives_backfill_then_buffered_live_events_once() -> None:
+def test_end_join_gives_page_then_held_live_events_once() -> None:
     session = _ready()
     session.begin_join(ROOM)
     assert session.is_member_of(ROOM)
-    # Live events race the backfill query: 3 and 4 are also in the backfill, 6 and 7 are not.
-    for message_id in (3, 4, 6, 7):
-        assert session.on_live(ROOM, message_id, message_id) is None
-    assert session.end_join(ROOM, [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]) == [1, 2, 3, 4, 5, 6, 7]
-    assert session.on_live(ROOM, 5, 5) is None  # late duplicate of a backfilled message
-    assert session.on_live(ROOM, 8, 8) == 8
-    assert session.on_live(ROOM_B, 9, 9) is None
+    # Live events race the backfill query: 3 and 4 are also in the page, 6 and 7 are not.
+    for seq in (3, 4, 6, 7):
+        assert session.on_live(ROOM, seq, seq) == []
+    assert session.gap(ROOM) is None  # nothing to fill before the join knows where to start
+    out = session.end_join(ROOM, start_seq=0, page=_pairs(1, 2, 3, 4, 5), upto_seq=5, last_seq=5)
+    assert out == [1, 2, 3, 4, 5, 6, 7]
+    assert session.gap(ROOM) is None
+    assert session.on_live(ROOM, 5, 5) == []  # late duplicate of a page message
+    assert session.on_live(ROOM, 7, 7) == []  # duplicate of a held one
+    assert session.on_live(ROOM, 8, 8) == [8]
+    assert session.on_live(ROOM_B, 9, 9) == []
 
 
-def test_end_join_with_empty_backfill_delivers_buffered_events() -> None:
+def test_end_join_drops_held_events_the_client_already_has() -> None:
+    session = _ready()
+    session.begin_join(ROOM)
+    for seq in (2, 4, 5):
+        session.on_live(ROOM, seq, seq)
+    # The client has read up to seq 4; the page (read before 5 was committed) is empty.
+    assert session.end_join(ROOM, start_seq=4, page=[], upto_seq=4, last_seq=4) == [5]
+    assert session.on_live(ROOM, 6, 6) == [6]
+
+
+def test_end_join_with_empty_page_delivers_held_events() -> None:
     session = _ready()
     session.begin_join(ROOM)
     session.on_live(ROOM, 10, 10)
     session.on_live(ROOM, 11, 11)
-    assert session.end_join(ROOM, []) == [10, 11]
-    assert session.on_live(ROOM, 12, 12) == 12
+    assert session.end_join(ROOM, start_seq=9, page=[], upto_seq=9, last_seq=9) == [10, 11]
+    assert session.on_live(ROOM, 12, 12) == [12]
+    assert session.gap(ROOM) is None
 
 
-def test_buffer_overflow_while_joining() -> None:
-    session = _ready(max_buffered_per_room=2)
+def test_end_join_with_a_full_page_leaves_a_gap_to_fill() -> None:
+    session = _ready()
     session.begin_join(ROOM)
-    session.on_live(ROOM, 1, 1)
-    session.on_live(ROOM, 2, 2)
-    with pytest.raises(OverflowError):
-        session.on_live(ROOM, 3, 3)
-    # Events the backfill already covers are not buffered and so do not overflow.
-    session.end_join(ROOM, [(5, 5)])
+    # A page of 2 (full): it covers up to 2 only; the room has 5 messages.
+    assert session.end_join(ROOM, start_seq=0, page=_pairs(1, 2), upto_seq=2, last_seq=5) == [1, 2]
+    assert session.gap(ROOM) == 2
+    assert session.claim_fill(ROOM)
+    assert not session.claim_fill(ROOM)  # one fill per room at a time
+    assert session.on_page(ROOM, _pairs(3, 4), 4, 5) == [3, 4]
+    assert session.gap(ROOM) == 4
+    assert session.on_live(ROOM, 6, 6) == []  # 5 not seen: held
+    # 5 was deleted: the next page (read before 6 was committed) covers it without it, and
+    # held 6 follows on.
+    assert session.on_page(ROOM, [], 5, 5) == [6]
+    assert session.gap(ROOM) is None
+    session.release_fill(ROOM)
+    assert session.claim_fill(ROOM)
+
+
+def test_held_events_overflow_while_joining_are_refetched() -> None:
+    session = _ready(max_held_per_room=2)
     session.begin_join(ROOM)
-    assert session.on_live(ROOM, 4, 4) is None
+    for seq in (1, 2, 3):
+        assert session.on_live(ROOM, seq, seq) == []
+    assert len(session.rooms[ROOM].held) == 2  # 3 was dropped, but is known to exist
+    # The join's page was read before anything was committed.
+    assert session.end_join(ROOM, start_seq=0, page=[], upto_seq=0, last_seq=0) == [1, 2]
+    assert session.gap(ROOM) == 2
+    assert session.on_page(ROOM, _pairs(3), 3, 3) == [3]
+    assert session.gap(ROOM) is None
 
 
 def test_abort_join_forgets_a_never_joined_room() -> None:
     session = _ready()
     session.begin_join(ROOM)
-    session.abort_join(ROOM)
+    assert session.abort_join(ROOM) is None
     assert not session.is_member_of(ROOM)
     assert ROOM not in session.rooms
-    assert session.on_live(ROOM, 1, 1) is None
+    assert session.on_live(ROOM, 1, 1) == []
     session.abort_join(ROOM_B)  # aborting a join that never began is harmless
     assert not session.rooms
 
 
-def test_abort_join_keeps_a_previously_joined_room() -> None:
+def test_abort_join_forgets_never_joined_room_with_its_held_events() -> None:
     session = _ready()
     session.begin_join(ROOM)
-    assert session.end_join(ROOM, [(1, 1), (2, 2)]) == [1, 2]
-    session.begin_join(ROOM)
+    assert session.on_live(ROOM, 1, 1) == []
+    assert session.on_live(ROOM, 2, 2) == []
     session.abort_join(ROOM)
-    assert session.is_member_of(ROOM)
-    assert session.on_live(ROOM, 3, 3) == 3
+    assert not session.is_member_of(ROOM)
+    assert session.on_live(ROOM, 3, 3) == []
+    # A fresh join starts from scratch: the events held by the aborted one are gone.
+    session.begin_join(ROOM)
+    assert session.rooms[ROOM].held == {}
+    assert session.end_join(ROOM, start_seq=0, page=[], upto_seq=0, last_seq=0) == []
+    assert session.on_live(ROOM, 1, 1) == [1]
 
 
 def test_fresh_join_after_abort_starts_from_scratch() -> None:
@@ -375,200 +435,76 @@ def test_fresh_join_after_abort_starts_from_scratch() -> None:
     session.begin_join(ROOM)
     session.abort_join(ROOM)
     session.begin_join(ROOM)
-    assert session.end_join(ROOM, [(1, 1)]) == [1]
+    assert session.end_join(ROOM, start_seq=0, page=_pairs(1), upto_seq=1, last_seq=1) == [1]
 
 
-def test_abort_join_forgets_never_joined_room_even_with_buffered_events() -> None:
+def test_abort_join_keeps_a_previously_joined_room() -> None:
     session = _ready()
+    assert _join(session, ROOM, 1, 2) == [1, 2]
     session.begin_join(ROOM)
-    assert session.on_live(ROOM, 5, 5) is None
+    # A joined room keeps delivering during a re-join.
+    assert session.on_live(ROOM, 3, 3) == [3]
     session.abort_join(ROOM)
-    assert not session.is_member_of(ROOM)
-    assert session.on_live(ROOM, 6, 6) is None
+    assert session.is_member_of(ROOM)
+    assert session.on_live(ROOM, 4, 4) == [4]
+    assert session.on_live(ROOM, 3, 3) == []
 
 
-def test_abort_join_keeps_previously_joined_room_with_empty_backfill() -> None:
+def test_abort_join_keeps_previously_joined_room_with_empty_page() -> None:
     session = _ready()
-    session.begin_join(ROOM)
-    assert session.end_join(ROOM, []) == []
-    assert session.on_live(ROOM, 1, 1) == 1
+    assert _join(session, ROOM) == []
+    assert session.on_live(ROOM, 1, 1) == [1]
     session.begin_join(ROOM)
     session.abort_join(ROOM)
     assert session.is_member_of(ROOM)
-    assert session.on_live(ROOM, 2, 2) == 2
+    assert session.on_live(ROOM, 2, 2) == [2]
 
 
-def test_rejoin_does_not_redeliver_live_events() -> None:
+def test_rejoin_does_not_redeliver() -> None:
     session = _ready()
+    assert _join(session, ROOM, 1, 2) == [1, 2]
+    assert session.on_live(ROOM, 3, 3) == [3]
     session.begin_join(ROOM)
-    assert session.end_join(ROOM, [(1, 1), (2, 2)]) == [1, 2]
-    assert session.on_live(ROOM, 3, 3) == 3
+    assert session.on_live(ROOM, 4, 4) == [4]
+    # The re-join's page was read before 4 was committed; its start is lower than delivered.
+    assert session.end_join(ROOM, start_seq=1, page=_pairs(2, 3), upto_seq=3, last_seq=3) == []
+    assert session.on_live(ROOM, 4, 4) == []
+    assert session.on_live(ROOM, 5, 5) == [5]
+
+
+def test_rejoin_with_a_higher_start_skips_what_the_client_has() -> None:
+    session = _ready()
+    assert _join(session, ROOM, 1) == [1]
+    assert session.on_live(ROOM, 4, 4) == []  # 2 and 3 are missing: held
+    assert session.gap(ROOM) == 1
     session.begin_join(ROOM)
-    assert session.end_join(ROOM, [(1, 1), (2, 2), (3, 3)]) == []
+    # The client says it has read up to 4 (since_message_id): 2..4 are not sent.
+    assert session.end_join(ROOM, start_seq=4, page=_pairs(5), upto_seq=5, last_seq=5) == [5]
+    assert session.gap(ROOM) is None
+    assert session.rooms[ROOM].held == {}
 
 
 def test_failed_rejoin_does_not_reorder_live_events() -> None:
     session = _ready()
+    delivered = _join(session, ROOM, 1)
     session.begin_join(ROOM)
-    delivered = session.end_join(ROOM, [(1, 1)])
-    session.begin_join(ROOM)
-    assert session.on_live(ROOM, 2, 2) is None
+    assert session.on_live(ROOM, 3, 3) == []  # 2 not seen yet: held
     session.abort_join(ROOM)
-    frame = session.on_live(ROOM, 3, 3)
-    assert frame == 3
-    delivered.append(frame)
+    delivered += session.on_live(ROOM, 2, 2)
+    assert delivered == [1, 2, 3]
     session.begin_join(ROOM)
-    delivered += session.end_join(ROOM, [])
-    assert delivered == sorted(set(delivered))
+    delivered += session.end_join(ROOM, start_seq=0, page=_pairs(1, 2, 3), upto_seq=3, last_seq=3)
+    assert delivered == [1, 2, 3]
 
 
-# -- joins and delivery: state machine -----------------------------------------------------------
-
-
-class DeliveryMachine(RuleBasedStateMachine):
-    """One room, one connection. Messages are committed (ids ascending, with gaps) and later
-    published live, in id order unless ``publish_out_of_order`` fires. A join snapshots the
-    committed messages above a read mark, capped at a limit, as its backfill.
-
-    The base machine only exercises what ``Session`` handles correctly: each successful join
-    is a fresh one (no re-join of a joined room) and a first join is aborted only if no live
-    event arrived meanwhile. ``FullDeliveryMachine`` lifts both restrictions.
-    """
-
-    FULL = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.session: Session[int] = _ready()
-        self.committed: list[int] = []
-        self.unpublished: list[int] = []
-        self.delivered: list[int] = []
-        self.in_order = True
-        self.member = False  # a join of the room has succeeded (and not been forgotten)
-        self.joining = False
-        self.live_while_joining: list[int] = []
-
-    # -- the message source --
-
-    @rule(gap=st.integers(min_value=1, max_value=3), count=st.integers(min_value=1, max_value=3))
-    def commit(self, gap: int, count: int) -> None:
-        last = self.committed[-1] if self.committed else 0
-        for i in range(count):
-            message_id = last + gap + i
-            self.committed.append(message_id)
-            self.unpublished.append(message_id)
-
-    @precondition(lambda self: self.unpublished)
-    @rule()
-    def publish_next(self) -> None:
-        self._live(self.unpublished.pop(0))
-
-    @precondition(lambda self: len(self.unpublished) > 1)
-    @rule(data=st.data())
-    def publish_out_of_order(self, data: st.DataObject) -> None:
-        index = data.draw(st.integers(min_value=1, max_value=len(self.unpublished) - 1))
-        self.in_order = False
-        self._live(self.unpublished.pop(index))
-
-    def _live(self, message_id: int) -> None:
-        frame = self.session.on_live(ROOM, message_id, message_id)
-        if self.joining:
-            assert frame is None, "live events are buffered while joining"
-            self.live_while_joining.append(message_id)
-        elif not self.member:
-            assert frame is None, "no delivery for a room that is not joined"
-        elif message_id > max(*self.delivered, getattr(self, "read_mark", 0), 0):
-            assert frame == message_id, "a live event newer than anything delivered is delivered"
-        if frame is not None:
-            assert frame == message_id
-            self.delivered.append(frame)
-
-    # -- the connection --
-
-    @precondition(lambda self: not self.joining and (self.FULL or not self.member))
-    @rule()
-    def begin_join(self) -> None:
-        self.session.begin_join(ROOM)
-        self.joining = True
-        self.live_while_joining = []
-
-    @precondition(lambda self: self.joining)
-    @rule(
-        read_mark=st.integers(min_value=0, max_value=40),
-        limit=st.integers(min_value=1, max_value=8),
-    )
-    def end_join(self, read_mark: int, limit: int) -> None:
-        # The store's backfill: the oldest ``limit`` messages after the read mark, ascending.
-        # The read mark only moves forward (ack is monotonic in the database) and never past
-        # the room's last committed message (the server refuses such an ack).
-        read_mark = min(read_mark, max(self.committed, default=0))
-        self.read_mark = read_mark = max(getattr(self, "read_mark", 0), read_mark)
-        candidates = [i for i in self.committed if i > read_mark]
-        backfill = candidates[:limit]
-        fresh = not self.member
-        out = self.session.end_join(ROOM, [(i, i) for i in backfill], read_upto=read_mark)
-        self.delivered.extend(out)
-        top = max(backfill, default=0)
-        later_live = [i for i in self.live_while_joining if i > max(top, read_mark)]
-        if fresh:
-            assert out == backfill + later_live
-        for message_id in later_live:
-            assert self.delivered.count(message_id) == 1, message_id
-        self.joining = False
-        self.member = True
-        self.live_while_joining = []
-
-    @precondition(
-        lambda self: (
-            self.joining and (self.FULL or (not self.member and not self.live_while_joining))
-        )
-    )
-    @rule()
-    def abort_join(self) -> None:
-        self.session.abort_join(ROOM)
-        self.joining = False
-        self.live_while_joining = []
-        assert self.session.is_member_of(ROOM) == self.member
-
-    # -- invariants --
-
-    @invariant()
-    def membership_matches_model(self) -> None:
-        assert self.session.is_member_of(ROOM) == (self.member or self.joining)
-
-    @invariant()
-    def no_duplicates(self) -> None:
-        assert len(set(self.delivered)) == len(self.delivered), self.delivered
-
-    @invariant()
-    def increasing_when_published_in_order(self) -> None:
-        if self.in_order:
-            assert all(a < b for a, b in zip(self.delivered, self.delivered[1:], strict=False)), (
-                self.delivered
-            )
-
-
-class FullDeliveryMachine(DeliveryMachine):
-    """Also re-joins a joined room and aborts any join, whatever arrived meanwhile."""
-
-    FULL = True
-
-
-TestDelivery = DeliveryMachine.TestCase
-TestDelivery.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None, database=None
-)
-
-
-def test_delivery_with_rejoins_and_aborts() -> None:
-    run_state_machine_as_test(
-        FullDeliveryMachine,
-        settings=settings(
-            max_examples=300,
-            stateful_step_count=40,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            report_multiple_bugs=False,
-        ),
-    )
+def test_note_known_opens_a_gap_for_joined_rooms_only() -> None:
+    session = _ready()
+    session.begin_join(ROOM)
+    session.note_known(ROOM, 3)
+    assert session.gap(ROOM) is None  # not started yet
+    assert session.end_join(ROOM, start_seq=0, page=_pairs(1), upto_seq=1, last_seq=1) == [1]
+    assert session.gap(ROOM) == 1  # 2 and 3 exist (noted before the page was read): fill
+    session.note_known(ROOM, 2)  # an older reading never lowers what is known
+    assert session.gap(ROOM) == 1
+    assert session.on_page(ROOM, _pairs(2, 3), 3, 3) == [2, 3]
+    assert session.gap(ROOM) is None

@@ -83,7 +83,8 @@ def test_schema_defaults_and_enums(database_url: str) -> None:
     room = make_room(database_url, user)
     with db(database_url) as conn:
         conn.execute(
-            "INSERT INTO arcyou_chat_messages (room_id, user_id, content) VALUES (%s, %s, '{}')",
+            "INSERT INTO arcyou_chat_messages (room_id, user_id, content, seq)"
+            " VALUES (%s, %s, '{}', 1)",
             (room, user),
         )
         row = conn.execute(
@@ -94,16 +95,31 @@ def test_schema_defaults_and_enums(database_url: str) -> None:
         assert role == ("participant",)
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             conn.execute(
-                "INSERT INTO arcyou_chat_messages (room_id, user_id, content, type)"
-                " VALUES (%s, %s, '{}', 'video')",
+                "INSERT INTO arcyou_chat_messages (room_id, user_id, content, type, seq)"
+                " VALUES (%s, %s, '{}', 'video', 2)",
                 (room, user),
             )
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute(
-                "INSERT INTO arcyou_chat_messages (room_id, user_id, content)"
-                " VALUES (%s, %s, '{}')",
+                "INSERT INTO arcyou_chat_messages (room_id, user_id, content, seq)"
+                " VALUES (%s, %s, '{}', 1)",
                 (uuid.uuid4(), user),
             )
+        # seq has no default (only the send path draws it) and is unique within a room.
+        with pytest.raises(psycopg.errors.NotNullViolation):
+            conn.execute(
+                "INSERT INTO arcyou_chat_messages (room_id, user_id, content)"
+                " VALUES (%s, %s, '{}')",
+                (room, user),
+            )
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO arcyou_chat_messages (room_id, user_id, content, seq)"
+                " VALUES (%s, %s, '{}', 1)",
+                (room, user),
+            )
+        last_seq = conn.execute("SELECT last_seq FROM arcyou_chat_rooms").fetchone()
+        assert last_seq == (0,)
 
 
 async def test_send_writes_message_outbox_and_room_in_one_transaction(store: Store) -> None:
@@ -113,16 +129,19 @@ async def test_send_writes_message_outbox_and_room_in_one_transaction(store: Sto
     message = await store.send_message(
         room_id=room, user_id=user, type="text", content={"text": "hi"}, temp_id="t"
     )
-    assert not isinstance(message, Refusal)
+    assert not isinstance(message, Refusal) and not message.duplicate
     with db(url) as conn:
         outbox = conn.execute("SELECT status::text, payload FROM outbox").fetchall()
         last = conn.execute(
-            "SELECT last_message_id FROM arcyou_chat_rooms WHERE id = %s", (room,)
+            "SELECT last_message_id, last_seq FROM arcyou_chat_rooms WHERE id = %s", (room,)
         ).fetchone()
     assert len(outbox) == 1 and outbox[0][0] == "pending"
-    assert outbox[0][1]["message"]["id"] == message.id
+    assert outbox[0][1]["message"]["id"] == message.message.id
     assert outbox[0][1]["message"]["temp_id"] == "t"
-    assert last == (message.id,)
+    assert outbox[0][1]["message"]["seq"] == message.message.seq == 1
+    # The live event's message object and the backfill's are the same.
+    assert outbox[0][1]["message"] == message.message.wire()
+    assert last == (message.message.id, 1)
 
 
 async def test_refused_send_writes_nothing(store: Store) -> None:
@@ -231,9 +250,9 @@ async def test_group_commit_keeps_room_order_and_refuses_non_members(store: Stor
             assert not any(isinstance(r, Refusal) for r in results[:-1])
             # Within one batch a room's ids follow request order.
             by_room: dict[uuid.UUID, list[int]] = {}
-            for message in results[:-1]:
-                assert not isinstance(message, Refusal)
-                by_room.setdefault(message.room_id, []).append(message.id)
+            for sent in results[:-1]:
+                assert not isinstance(sent, Refusal) and not sent.duplicate
+                by_room.setdefault(sent.message.room_id, []).append(sent.message.id)
             assert all(ids == sorted(ids) for ids in by_room.values())
 
     # Concurrent batches over overlapping rooms: no deadlock (rooms are locked in id order).

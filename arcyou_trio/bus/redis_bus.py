@@ -9,7 +9,7 @@ become :class:`~arcyou_trio.errors.BusUnavailable` / :class:`~arcyou_trio.errors
 ``abandon_on_cancel=True`` and a :class:`trio.CapacityLimiter`. A cancelled publish returns at
 once, but its thread may still finish sending the pipeline: delivery is at-least-once (the outbox
 worker retries rows whose publish did not return, so they may go out twice; the gateway's
-per-connection dedupe by message id hides the repeat). The abandoned thread keeps its limiter
+per-connection ordering by per-room seq drops the repeat). The abandoned thread keeps its limiter
 token until its socket call returns (at most ``timeout_s``), so a dead Redis cannot pile up
 threads; closing the ``Bus`` shuts their sockets.
 
@@ -275,6 +275,11 @@ class Subscriber:
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         await self._call(_Request("unsubscribe", channel))
+
+    async def reconnect(self) -> None:
+        """Make sure the connection is up and every channel subscribed again (Redis confirmed);
+        raises :class:`BusUnavailable` if Redis is down."""
+        await self._call(_Request("reconnect"))
 
     async def batches(self) -> AsyncIterator[list[tuple[str, str]]]:
         """Yield ``(channel, data)`` lists, in arrival order, as the reader thread read them.

@@ -156,8 +156,14 @@ class ChatClient:
             self.user_id = reply["userId"]
         return reply
 
-    async def join(self, room_id: str | uuid.UUID) -> dict[str, Any]:
-        return await self.request({"op": "join", "room_id": str(room_id)})
+    async def join(
+        self, room_id: str | uuid.UUID, *, since_message_id: int | None = None
+    ) -> dict[str, Any]:
+        """Join; with ``since_message_id`` (the newest id already had), resume after it."""
+        frame: dict[str, Any] = {"op": "join", "room_id": str(room_id)}
+        if since_message_id is not None:
+            frame["since_message_id"] = since_message_id
+        return await self.request(frame)
 
     async def send(
         self,

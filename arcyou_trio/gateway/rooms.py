@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import attrs
 import orjson
 import trio
 
 from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
-from arcyou_trio.errors import BusUnavailable
+from arcyou_trio.errors import BusUnavailable, StoreError
 from arcyou_trio.gateway.wireframe import text_frame
+from arcyou_trio.protocol.messages import ChatMessage
+from arcyou_trio.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +38,49 @@ DELIVERIES_PER_TURN = 2000
 
 
 class Member(Protocol):
-    def deliver_live(self, room_id: uuid.UUID, message_id: int, frame: bytes) -> None:
+    def deliver_live(self, room_id: uuid.UUID, seq: int, frame: bytes) -> None:
         """Queue one live event frame (never blocks)."""
+
+    def resync(self, room_id: uuid.UUID, last_seq: int) -> None:
+        """The room has messages up to ``last_seq``: fill whatever was missed (never blocks)."""
+
+
+@attrs.frozen
+class FramedPage:
+    """A page of a room read from the database, framed once for every connection that asked."""
+
+    frames: list[tuple[int, bytes]]
+    upto_seq: int
+    last_seq: int
+
+
+@attrs.define(eq=False)
+class _PageRead:
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: FramedPage | None = None
+    error: BaseException | None = None
 
 
 class RoomHub:
-    def __init__(self, channels: Channels, subscriber: Subscriber) -> None:
+    def __init__(
+        self,
+        channels: Channels,
+        subscriber: Subscriber,
+        store: Store,
+        *,
+        page_size: int,
+        frame_page: Callable[[uuid.UUID, Sequence[ChatMessage]], list[tuple[int, bytes]]],
+    ) -> None:
         self.channels = channels
         self.mode = channels.mode
         self._subscriber = subscriber
+        self._store = store
+        self._page_size = page_size
+        self._frame_page = frame_page
+        # One database read per (room, after_seq) at a time, shared by every connection that
+        # needs that page: after Redis lost events, a room's members all miss the same ones.
+        self._pages: dict[tuple[uuid.UUID, int], _PageRead] = {}
+        self.resyncs = 0
         self._members: dict[uuid.UUID, set[Member]] = {}
         self._locks: dict[uuid.UUID, trio.Lock] = {}
         self._subscribed: set[uuid.UUID] = set()
@@ -96,6 +134,42 @@ class RoomHub:
                 if room_id not in self._members:
                     self._locks.pop(room_id, None)
 
+    # -- gap fill --------------------------------------------------------------------------
+
+    async def page(self, room_id: uuid.UUID, after_seq: int) -> FramedPage:
+        """The room's messages after ``after_seq`` (one page), read once for all who ask."""
+        key = (room_id, after_seq)
+        read = self._pages.get(key)
+        if read is None:
+            read = self._pages[key] = _PageRead()
+            try:
+                page = await self._store.messages_after(room_id, after_seq, self._page_size)
+                read.result = FramedPage(
+                    self._frame_page(room_id, page.messages), page.upto_seq, page.last_seq
+                )
+            except BaseException as exc:
+                read.error = exc
+                raise
+            finally:
+                del self._pages[key]
+                read.done.set()
+        else:
+            await read.done.wait()
+        if read.result is None:
+            raise StoreError(f"reading room {room_id} failed: {read.error!r}")
+        return read.result
+
+    async def resync_all(self) -> None:
+        """After Redis lost events: tell every local member how far each of its rooms got."""
+        rooms = list(self._members)
+        if not rooms:
+            return
+        last = await self._store.room_last_seqs(rooms)
+        self.resyncs += 1
+        for room_id, last_seq in last.items():
+            for member in list(self._members.get(room_id, ())):
+                member.resync(room_id, last_seq)
+
     # -- fan-out ---------------------------------------------------------------------------
 
     def dispatch(self, channel: str, data: str) -> int:
@@ -103,9 +177,9 @@ class RoomHub:
         try:
             event = orjson.loads(data)
             room_id = uuid.UUID(event["roomId"])
-            message_id = event["message"]["id"]
-            if not isinstance(message_id, int):
-                raise TypeError("message.id is not an integer")
+            seq = event["message"]["seq"]
+            if not isinstance(seq, int):
+                raise TypeError("message.seq is not an integer")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             log.warning("dropping malformed event on %s: %.200s", channel, data)
             return 0
@@ -117,7 +191,7 @@ class RoomHub:
         # Copy: delivering can close a connection, which removes it from the set.
         targets = list(members)
         for member in targets:
-            member.deliver_live(room_id, message_id, frame)
+            member.deliver_live(room_id, seq, frame)
         self.deliveries += len(targets)
         return len(targets)
 
@@ -140,8 +214,15 @@ class RoomHub:
             task_status.started()
 
     async def _read_forever(self, retry_s: float) -> None:
+        lost = False
         while True:
             try:
+                if lost:
+                    # Subscribed again (Redis confirmed): anything published from now on
+                    # arrives; what was published meanwhile is read from the database.
+                    await self._subscriber.reconnect()
+                    await self.resync_all()
+                    lost = False
                 async for batch in self._subscriber.batches():
                     done = 0
                     for channel, data in batch:
@@ -151,6 +232,10 @@ class RoomHub:
                             done = 0
             except BusUnavailable as exc:
                 log.warning("redis subscription broken (%s); reconnecting", exc)
+                lost = True
+                await trio.sleep(retry_s)
+            except StoreError as exc:
+                log.warning("reading rooms after a redis outage failed (%s); retrying", exc)
                 await trio.sleep(retry_s)
 
     async def _subscribe_global(self, retry_s: float) -> None:

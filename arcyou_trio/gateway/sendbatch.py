@@ -16,8 +16,7 @@ import attrs
 import trio
 
 from arcyou_trio.errors import StoreError, StoreUnavailable
-from arcyou_trio.protocol.messages import ChatMessage
-from arcyou_trio.store import NewMessage, Refusal, Store
+from arcyou_trio.store import NewMessage, Refusal, Sent, Store
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 class _Pending:
     message: NewMessage
     done: trio.Event = attrs.Factory(trio.Event)
-    result: ChatMessage | Refusal | None = None
+    result: Sent | Refusal | None = None
     error: StoreError | None = None
 
 
@@ -41,7 +40,7 @@ class SendCoalescer:
         self.batches = 0
         self.messages = 0
 
-    async def send(self, message: NewMessage) -> ChatMessage | Refusal:
+    async def send(self, message: NewMessage) -> Sent | Refusal:
         pending = _Pending(message)
         await self._send.send(pending)
         await pending.done.wait()

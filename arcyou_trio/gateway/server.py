@@ -22,6 +22,7 @@ from arcyou_trio.gateway.connection import (
     CLOSE_INTERNAL,
     Connection,
     GatewayContext,
+    backfill_frames,
 )
 from arcyou_trio.gateway.http_front import make_handler
 from arcyou_trio.gateway.rooms import RoomHub
@@ -59,7 +60,13 @@ async def serve_gateway(
     connection (in-flight requests finish and are answered, then close 1001) and return."""
     async with bus.subscriber() as subscriber:
         channels = Channels(settings.pubsub_mode, settings.redis_channel_prefix)
-        hub = RoomHub(channels, subscriber)
+        hub = RoomHub(
+            channels,
+            subscriber,
+            store,
+            page_size=settings.backfill_limit,
+            frame_page=backfill_frames,
+        )
         sender = SendCoalescer(
             store,
             max_batch=settings.send_batch_max,

@@ -28,12 +28,15 @@ class ChatMessage:
     type: str
     content: dict[str, Any]
     created_at: str
+    # The message's place in its room: 1, 2, 3, ... in commit order, without gaps.
+    seq: int
     temp_id: str | None = None
     reply_to_message_id: int | None = None
 
     def wire(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "id": self.id,
+            "seq": self.seq,
             "user_id": str(self.user_id),
             "type": self.type,
             "content": self.content,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
+from typing import Any, NewType
 
 import attrs
 import cattrs
@@ -19,6 +19,8 @@ MAX_TEMP_ID_CHARS = 128
 MAX_TOKEN_CHARS = 8192
 MAX_OP_ECHO_CHARS = 32
 MAX_MESSAGE_ID = (1 << 63) - 1
+# A message id a client already has, 0 meaning none (join's since_message_id).
+Position = NewType("Position", int)
 # Deeper content could be stored but not encoded again as an event (orjson.dumps stops at 254).
 MAX_CONTENT_DEPTH = 32
 MAX_CONTENT_NUMBER = (1 << 63) - 1
@@ -39,6 +41,9 @@ class Auth:
 @attrs.frozen
 class Join:
     room_id: uuid.UUID
+    # Resume: the newest message id the client already has in this room (0: none). Without it
+    # the join starts after the member's read mark (the seed's backfill).
+    since_message_id: Position | None = None
 
 
 @attrs.frozen
@@ -108,6 +113,10 @@ def _opt_str(value: Any, _: Any) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEMP_ID_CHARS:
         raise _Invalid(f"must be a string of at most {MAX_TEMP_ID_CHARS} characters")
+    if not value:
+        # temp_id is the idempotency key of a send: an empty one shared by every message would
+        # make each later send a "retry" of the first.
+        raise _Invalid("must not be empty")
     if "\x00" in value:
         raise _Invalid("must not contain NUL (U+0000) characters")
     return value
@@ -125,6 +134,16 @@ def _id(value: Any, _: Any) -> int:
 
 def _opt_id(value: Any, type_: Any) -> int | None:
     return None if value is None else _id(value, type_)
+
+
+def _opt_position(value: Any, _: Any) -> Position | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Invalid("must be an integer")
+    if not 0 <= value <= MAX_MESSAGE_ID:
+        raise _Invalid(f"must be between 0 and {MAX_MESSAGE_ID}")
+    return Position(value)
 
 
 def _content(value: Any, _: Any) -> dict[str, Any]:
@@ -180,6 +199,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str | None, _opt_str)
     conv.register_structure_hook(int, _id)
     conv.register_structure_hook(int | None, _opt_id)
+    conv.register_structure_hook(Position | None, _opt_position)
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], _content)
     conv.register_structure_hook(MessageType, _msg_type)
     return conv

@@ -5,23 +5,24 @@ A :class:`Session` turns each incoming frame into a validated request or a
 decides which room events a connection should receive and in what order. The gateway performs
 the I/O a request needs (database, subscriptions) and reports the outcome back.
 
+Delivery is by per-room sequence number (:mod:`arcyou_trio.protocol.delivery`): each joined
+room's events reach the client in seq order, each once, with gaps filled from the database.
 Join is a two-step affair because live events can arrive while the backfill query runs: between
-:meth:`Session.begin_join` and :meth:`Session.end_join` live events for the room are buffered, and
-anything the backfill already delivered (ids up to the backfill's highest id) is dropped, so a
-client sees the backfill first, then live events, each message once.
+:meth:`Session.begin_join` and :meth:`Session.end_join` live events for a new room are held, and
+the join's start position then decides which of them the client still needs.
 """
 
 from __future__ import annotations
 
 import enum
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import attrs
 
 from arcyou_trio.protocol import codec
+from arcyou_trio.protocol.delivery import MAX_HELD, RoomStream
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import (
     OPS,
@@ -50,55 +51,15 @@ class Phase(enum.Enum):
     READY = "ready"
 
 
-RECENT_IDS = 1024
-
-
-@attrs.define
-class RoomCursor(Generic[F]):
-    """What one connection has been given of one room.
-
-    ``floor``: nothing with an id at or below it is owed to the client (it came through a
-    backfill, or was read before). ``recent``: ids above the floor delivered live, so that a
-    re-join's backfill or a republished event does not deliver them twice. Live events may
-    arrive out of id order (several workers), so a high-water mark alone would lose some.
-    """
-
-    joining: bool = True
-    joined: bool = False
-    floor: int = 0
-    recent: set[int] = attrs.Factory(set)
-    recent_order: deque[int] = attrs.Factory(deque)
-    buffered: list[tuple[int, F]] = attrs.Factory(list)
-
-    def seen(self, message_id: int) -> bool:
-        return message_id <= self.floor or message_id in self.recent
-
-    def take(self, message_id: int) -> bool:
-        """Record a delivery; False if this id was delivered already."""
-        if self.seen(message_id):
-            return False
-        self.recent.add(message_id)
-        self.recent_order.append(message_id)
-        if len(self.recent_order) > RECENT_IDS:
-            self.recent.discard(self.recent_order.popleft())
-        return True
-
-    def raise_floor(self, message_id: int) -> None:
-        if message_id > self.floor:
-            self.floor = message_id
-            self.recent = {i for i in self.recent if i > message_id}
-            self.recent_order = deque(i for i in self.recent_order if i > message_id)
-
-
 @attrs.define
 class Session(Generic[F]):
     bucket: TokenBucket
     limits: Limits = attrs.Factory(Limits)
     max_rooms: int = 1000
-    max_buffered_per_room: int = 10_000
+    max_held_per_room: int = MAX_HELD
     phase: Phase = Phase.AWAITING_AUTH
     user_id: uuid.UUID | None = None
-    rooms: dict[uuid.UUID, RoomCursor[F]] = attrs.Factory(dict)
+    rooms: dict[uuid.UUID, RoomStream[F]] = attrs.Factory(dict)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -146,63 +107,70 @@ class Session(Generic[F]):
     # -- joins and delivery ---------------------------------------------------------------
 
     def begin_join(self, room_id: uuid.UUID) -> None:
-        """Start buffering live events for ``room_id`` (a re-join keeps what was delivered)."""
-        cursor = self.rooms.get(room_id)
-        if cursor is None:
-            self.rooms[room_id] = RoomCursor()
-        else:
-            cursor.joining = True
+        """Start a join: a new room holds live events until :meth:`end_join`; a room joined
+        before keeps delivering (a re-join only moves its start forward)."""
+        if room_id not in self.rooms:
+            self.rooms[room_id] = RoomStream(max_held=self.max_held_per_room)
 
-    def abort_join(self, room_id: uuid.UUID) -> list[F]:
-        """The join failed. A room never joined is forgotten (events buffered for it are
-        dropped); a room joined before stays joined and gets its buffered events now."""
-        cursor = self.rooms.get(room_id)
-        if cursor is None:
-            return []
-        if not cursor.joined:
+    def abort_join(self, room_id: uuid.UUID) -> None:
+        """The join failed: a room never joined is forgotten with the events it held."""
+        stream = self.rooms.get(room_id)
+        if stream is not None and not stream.started:
             del self.rooms[room_id]
-            return []
-        return self._flush(cursor)
 
     def end_join(
-        self, room_id: uuid.UUID, backfill: Sequence[tuple[int, F]], *, read_upto: int = 0
+        self,
+        room_id: uuid.UUID,
+        *,
+        start_seq: int,
+        page: Sequence[tuple[int, F]],
+        upto_seq: int,
+        last_seq: int,
     ) -> list[F]:
-        """Finish a join: return backfill frames then buffered live frames, in order, once.
+        """Finish a join: the client has the room up to ``start_seq``; ``page`` is the first
+        page after it (see :meth:`RoomStream.on_page`). Returns the frames to send, in order;
+        if :meth:`gap` then says so, the rest must be read from the database."""
+        stream = self.rooms[room_id]
+        stream.start(start_seq, follow_on=False)
+        return stream.on_page(page, upto_seq, last_seq)
 
-        ``backfill`` is the store's: every message of the room after the read mark
-        ``read_upto``, oldest first, possibly cut short at the backfill limit. Ids grow in
-        commit order within a room, so nothing at or below its last id (or the read mark) is
-        owed to the client any more.
-        """
-        cursor = self.rooms[room_id]
-        out: list[F] = []
-        for message_id, frame in backfill:
-            if cursor.take(message_id):
-                out.append(frame)
-        cursor.raise_floor(max(read_upto, backfill[-1][0] if backfill else 0))
-        cursor.joined = True
-        out.extend(self._flush(cursor))
-        return out
+    def on_live(self, room_id: uuid.UUID, seq: int, frame: F) -> list[F]:
+        """A live event: the frames to send now (none if not joined, a repeat, or held)."""
+        stream = self.rooms.get(room_id)
+        if stream is None:
+            return []
+        return stream.on_live(seq, frame)
 
-    def _flush(self, cursor: RoomCursor[F]) -> list[F]:
-        out = [frame for message_id, frame in cursor.buffered if cursor.take(message_id)]
-        cursor.buffered.clear()
-        cursor.joining = False
-        return out
+    def on_page(
+        self, room_id: uuid.UUID, page: Sequence[tuple[int, F]], upto_seq: int, last_seq: int
+    ) -> list[F]:
+        stream = self.rooms.get(room_id)
+        if stream is None:
+            return []
+        return stream.on_page(page, upto_seq, last_seq)
 
-    def on_live(self, room_id: uuid.UUID, message_id: int, frame: F) -> F | None:
-        """Decide about one live event: deliver it now (returned), buffer it, or drop it."""
-        cursor = self.rooms.get(room_id)
-        if cursor is None:
-            return None
-        if cursor.joining:
-            if cursor.seen(message_id):
-                return None
-            if len(cursor.buffered) >= self.max_buffered_per_room:
-                raise OverflowError("live events buffered during join exceed the limit")
-            cursor.buffered.append((message_id, frame))
-            return None
-        return frame if cursor.take(message_id) else None
+    def note_known(self, room_id: uuid.UUID, last_seq: int) -> None:
+        stream = self.rooms.get(room_id)
+        if stream is not None:
+            stream.note_known(last_seq)
+
+    def gap(self, room_id: uuid.UUID) -> int | None:
+        """Where to read ``room_id`` from the database after, if messages are missing."""
+        stream = self.rooms.get(room_id)
+        return None if stream is None else stream.gap()
+
+    def claim_fill(self, room_id: uuid.UUID) -> bool:
+        """Become the one fill for ``room_id`` (False: one runs already, or not joined)."""
+        stream = self.rooms.get(room_id)
+        if stream is None or stream.filling:
+            return False
+        stream.filling = True
+        return True
+
+    def release_fill(self, room_id: uuid.UUID) -> None:
+        stream = self.rooms.get(room_id)
+        if stream is not None:
+            stream.filling = False
 
     def is_member_of(self, room_id: uuid.UUID) -> bool:
         return room_id in self.rooms

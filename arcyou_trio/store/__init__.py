@@ -2,7 +2,16 @@
 
 from arcyou_trio.store.db import Store
 from arcyou_trio.store.migrate import apply as apply_migrations
-from arcyou_trio.store.queries import Backfill, OutboxRow, Refusal
+from arcyou_trio.store.queries import Backfill, OutboxRow, Page, Refusal, Sent
 from arcyou_trio.store.send_batch import NewMessage
 
-__all__ = ["Backfill", "NewMessage", "OutboxRow", "Refusal", "Store", "apply_migrations"]
+__all__ = [
+    "Backfill",
+    "NewMessage",
+    "OutboxRow",
+    "Page",
+    "Refusal",
+    "Sent",
+    "Store",
+    "apply_migrations",
+]

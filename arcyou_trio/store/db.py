@@ -26,9 +26,8 @@ import trio
 
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
-from arcyou_trio.protocol.messages import ChatMessage
 from arcyou_trio.store import queries, send_batch
-from arcyou_trio.store.queries import Backfill, OutboxRow, Refusal
+from arcyou_trio.store.queries import Backfill, OutboxRow, Page, Refusal, Sent
 from arcyou_trio.store.send_batch import NewMessage
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,11 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 Conn = psycopg.Connection[Any]
+
+#: While PostgreSQL is unreachable, how long calls fail at once before one tries again.
+DOWN_RETRY_S = 1.0
+#: How long that one call waits for a pooled connection.
+PROBE_ACQUIRE_S = 0.5
 
 
 class _Running:
@@ -64,6 +68,10 @@ class Store:
         self._pool = pool
         self._limiter = trio.CapacityLimiter(pool.max_size)
         self._acquire_timeout_s = acquire_timeout_s
+        # Fail fast while PostgreSQL is down: after a failure to reach it, calls fail at once
+        # for DOWN_RETRY_S; then one call at a time tries again (the others keep failing fast).
+        self._down_until = 0.0
+        self._probing = False
 
     @classmethod
     @asynccontextmanager
@@ -84,26 +92,67 @@ class Store:
                 "prepare_threshold": settings.db_prepare_threshold,
             },
             name="arcyou",
-            reconnect_timeout=0,  # never give up reconnecting: the store comes back by itself
+            # Give up a failed connection attempt at once instead of retrying with a growing
+            # backoff (1, 2, 4 ... s): the next request that finds no connection makes the pool
+            # try again, so the store reconnects as soon as PostgreSQL is back.
+            reconnect_timeout=0,
         )
         timeout_s = settings.db_timeout_ms / 1000
+        # Waiting for a pooled connection gives up a little before callers' DB_TIMEOUT_MS, so an
+        # unreachable server shows as StoreUnavailable (and makes calls fail fast) rather than
+        # as the caller's own timeout.
+        acquire_timeout_s = 0.8 * timeout_s
         try:
             await trio.to_thread.run_sync(lambda: pool.open(wait=wait, timeout=timeout_s))
         except psycopg_pool.PoolTimeout as exc:
             await trio.to_thread.run_sync(pool.close)
             raise StoreUnavailable("cannot reach PostgreSQL") from exc
         try:
-            yield cls(pool, timeout_s)
+            yield cls(pool, acquire_timeout_s)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(lambda: pool.close(timeout=timeout_s))
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._down_until:
+            if self._probing or trio.current_time() < self._down_until:
+                raise StoreUnavailable("database unavailable (reconnecting)")
+            self._probing = True
+            try:
+                # Drop pooled connections that died with the server before trying one.
+                await trio.to_thread.run_sync(self._pool.check, abandon_on_cancel=True)
+                # A short wait for a connection: with the server back, asking is what makes the
+                # pool connect again (it gave up its own attempts: reconnect_timeout=0).
+                result = await self._run_now(fn, *args, acquire_s=PROBE_ACQUIRE_S, **kwargs)
+            finally:
+                self._probing = False
+            self._down_until = 0.0
+            log.info("database reachable again")
+            return result
+        return await self._run_now(fn, *args, **kwargs)
+
+    async def _run_now(
+        self, fn: Callable[..., T], *args: Any, acquire_s: float | None = None, **kwargs: Any
+    ) -> T:
+        try:
+            return await self._run_thread(fn, acquire_s, *args, **kwargs)
+        except StoreTimeout:
+            raise  # a slow statement, not an unreachable server
+        except StoreUnavailable:
+            if not self._down_until:
+                log.warning("database unreachable; failing fast for %.1f s at a time", DOWN_RETRY_S)
+            self._down_until = trio.current_time() + DOWN_RETRY_S
+            raise
+
+    async def _run_thread(
+        self, fn: Callable[..., T], acquire_s: float | None, *args: Any, **kwargs: Any
+    ) -> T:
         running = _Running()
+        acquire_timeout_s = self._acquire_timeout_s if acquire_s is None else acquire_s
 
         def work() -> T:
             try:
-                with self._pool.connection(timeout=self._acquire_timeout_s) as conn:
+                with self._pool.connection(timeout=acquire_timeout_s) as conn:
                     with running.lock:
                         running.conn = conn
                     try:
@@ -112,6 +161,9 @@ class Store:
                         with running.lock:
                             running.conn = None
             except psycopg_pool.PoolTimeout as exc:
+                if self._pool.get_stats().get("pool_size", 0) > 0:
+                    # Connections exist but all are busy: a slow database, not a lost one.
+                    raise StoreTimeout("no database connection free in time") from exc
                 raise StoreUnavailable("no database connection available") from exc
             except psycopg.errors.QueryCanceled as exc:
                 raise StoreTimeout("database statement cancelled") from exc
@@ -131,9 +183,23 @@ class Store:
     # -- gateway ---------------------------------------------------------------------------
 
     async def join_room(
-        self, room_id: uuid.UUID, user_id: uuid.UUID, limit: int, after_id: int | None = None
+        self,
+        room_id: uuid.UUID,
+        user_id: uuid.UUID,
+        limit: int,
+        since_message_id: int | None = None,
     ) -> Backfill | None:
-        return await self._run(queries.join_room, room_id, user_id, limit, after_id)
+        """Membership check and the first page after the read mark (or ``since_message_id``),
+        from one snapshot; None when not a member."""
+        return await self._run(queries.join_room, room_id, user_id, limit, since_message_id)
+
+    async def messages_after(self, room_id: uuid.UUID, after_seq: int, limit: int) -> Page:
+        """Up to ``limit`` messages of the room with seq > ``after_seq``, oldest first."""
+        return await self._run(queries.messages_after, room_id, after_seq, limit)
+
+    async def room_last_seqs(self, room_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Each existing room's newest seq, in one query."""
+        return await self._run(queries.room_last_seqs, room_ids)
 
     async def send_message(
         self,
@@ -144,7 +210,9 @@ class Store:
         content: dict[str, Any],
         temp_id: str | None = None,
         reply_to: int | None = None,
-    ) -> ChatMessage | Refusal:
+    ) -> Sent | Refusal:
+        """Store one message; a repeated (room, sender, temp_id) returns the original as a
+        duplicate and stores nothing."""
         return await self._run(
             queries.send_message,
             room_id=room_id,
@@ -155,7 +223,7 @@ class Store:
             reply_to=reply_to,
         )
 
-    async def send_messages(self, items: Sequence[NewMessage]) -> list[ChatMessage | Refusal]:
+    async def send_messages(self, items: Sequence[NewMessage]) -> list[Sent | Refusal]:
         """Group commit: all of ``items`` in one transaction (see :mod:`.send_batch`)."""
         return await self._run(send_batch.send_messages, items)
 

@@ -61,6 +61,10 @@ def apply(conninfo: str) -> list[Migration]:
         raise MigrationError(f"migration failed: {_one_line(exc)}") from exc
 
 
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    log.warning("%s: %s", diag.severity, diag.message_primary)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
@@ -90,7 +94,12 @@ def _apply(conn: psycopg.Connection) -> list[Migration]:
                     )
                 continue
             log.info("applying migration %04d_%s", migration.version, migration.name)
-            conn.execute(migration.sql.encode())
+            # A migration's notices (e.g. data it had to repair) reach the log.
+            conn.add_notice_handler(_log_notice)
+            try:
+                conn.execute(migration.sql.encode())
+            finally:
+                conn.remove_notice_handler(_log_notice)
             conn.execute(
                 "INSERT INTO arcyou_schema_migrations (version, name, checksum)"
                 " VALUES (%s, %s, %s)",
