@@ -1,11 +1,13 @@
 """One WebSocket connection: its reader (requests, in order), its writer, and its limits.
 
-Each connection runs in its own nursery with two tasks: the reader handles one request at a
-time (so replies come back in request order) and the writer drains the connection's
-:class:`~arcyou_trio.gateway.sendqueue.SendQueue` into the socket. Everything sent — replies,
-backfill, live events — goes through that queue, so ordering holds and a slow reader only ever
-hurts itself: past ``WS_SEND_HIGH_WATER`` bytes of live events queued, the connection is closed;
-unread replies and backfill instead hold back the reading of its next request.
+Each connection runs in its own nursery. Its task reads and handles one request at a time (so
+replies come back in request order). Everything sent — replies, backfill, live events — is
+written straight to the socket when nothing else is waiting for it, else queued in the
+connection's :class:`~arcyou_trio.gateway.sendqueue.SendQueue`, which a writer task (started only
+while frames wait) drains in order. So ordering holds and a slow reader only ever hurts itself:
+past the slow-consumer rule for live events the connection is closed; unread replies and backfill
+instead hold back the reading of its next request. Short-lived tasks (a ping waiting for its
+pong, a gap fill) run in a second nursery.
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ class Connection:
             settings.ws_send_high_water_bytes, settings.ws_slow_consumer_ms / 1000
         )
         self._reader_scope = trio.CancelScope()
-        self._tasks: trio.Nursery | None = None  # short-lived helpers (pings) run here
+        self._tasks: trio.Nursery | None = None  # short-lived helpers (pings, fills) run here
+        self._outer: trio.Nursery | None = None  # the writer runs here, only while needed
+        self._writing = False
         self._pinging = False
         self._auth_deadline = trio.current_time() + settings.auth_timeout_ms / 1000
         self._idle_scope: trio.CancelScope | None = None
@@ -134,7 +138,7 @@ class Connection:
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
+                self._outer = nursery
                 with self._reader_scope:
                     async with trio.open_nursery() as tasks:
                         self._tasks = tasks
@@ -146,6 +150,7 @@ class Connection:
                 # read even that much within the grace period loses the connection without a
                 # close frame.
                 self.queue.close(drop=not self._flush)
+                self._ensure_writer()
                 nursery.cancel_scope.deadline = trio.current_time() + FLUSH_GRACE_S
         finally:
             self._leave_all()
@@ -201,8 +206,21 @@ class Connection:
         for room_id in list(self.session.rooms):
             self.ctx.hub.remove(room_id, self)
 
+    def _ensure_writer(self) -> None:
+        # Most frames go straight to the socket (wireframe.write_now): a writer task exists only
+        # while frames are queued, so an idle connection costs no task for it.
+        if not self._writing and len(self.queue) and self._outer is not None:
+            self._writing = True
+            self._outer.start_soon(self._writer)
+
     async def _writer(self) -> None:
-        while (items := await self.queue.take()) is not None:
+        try:
+            await self._write_queued()
+        finally:
+            self._writing = False
+
+    async def _write_queued(self) -> None:
+        while (items := self.queue.take_nowait()) is not None:
             data = items[0][0] if len(items) == 1 else b"".join(frame for frame, _ in items)
             # If we are cancelled while a frame is half written, the stream is no longer a valid
             # WebSocket: no close frame may follow it.
@@ -228,6 +246,8 @@ class Connection:
         if not self.queue.put(frame, pushed=pushed):
             self.ctx.stats.closed_slow += 1
             self.kill(CLOSE_POLICY, "send buffer exceeded WS_SEND_HIGH_WATER")
+            return
+        self._ensure_writer()
 
     def _reply(self, obj: dict[str, Any]) -> None:
         self._send(_frame(obj))

@@ -29,6 +29,10 @@ HARD_LIMIT_FACTOR = 4
 WRITE_BATCH_BYTES = 256 * 1024
 
 
+#: The shared, never-written stand-in for an empty queue.
+_EMPTY: deque[tuple[bytes, bool]] = deque(maxlen=0)
+
+
 class SendQueue:
     def __init__(self, high_water_bytes: int, slow_after_s: float = 1.0) -> None:
         self.high_water_bytes = high_water_bytes
@@ -36,10 +40,11 @@ class SendQueue:
         self.slow_after_s = slow_after_s
         self.pushed_bytes = 0
         self.answer_bytes = 0
-        # (frame, pushed) in send order
-        self._items: deque[tuple[bytes, bool]] = deque()
-        self._ready = trio.Event()
-        self._room = trio.Event()
+        # (frame, pushed) in send order. Most connections are idle with nothing queued, so the
+        # deque and events are made only when needed (a deque alone is ~760 bytes).
+        self._items: deque[tuple[bytes, bool]] = _EMPTY
+        self._ready: trio.Event | None = None
+        self._room: trio.Event | None = None
         self._over_since: float | None = None
         self._in_flight = False  # the writer took frames and has not reported them sent
         self.overflowed = False
@@ -71,8 +76,11 @@ class SendQueue:
             self.pushed_bytes = backlog
         else:
             self.answer_bytes += size
+        if self._items is _EMPTY:
+            self._items = deque()
         self._items.append((frame, pushed))
-        self._ready.set()
+        if self._ready is not None:
+            self._ready.set()
         return True
 
     async def take(self) -> list[tuple[bytes, bool]] | None:
@@ -82,7 +90,13 @@ class SendQueue:
                 return None
             self._ready = trio.Event()
             await self._ready.wait()
+        return self.take_nowait()
+
+    def take_nowait(self) -> list[tuple[bytes, bool]] | None:
+        """The next frames to send (at least one), or None if nothing is queued."""
         items = self._items
+        if not items:
+            return None
         self._in_flight = True
         if len(items) == 1:
             return [items.popleft()]
@@ -104,8 +118,10 @@ class SendQueue:
                 self.answer_bytes -= len(frame)
         if self.pushed_bytes <= self.high_water_bytes:
             self._over_since = None
-        if self.answer_bytes <= self.high_water_bytes:
+        if self.answer_bytes <= self.high_water_bytes and self._room is not None:
             self._room.set()
+        if not self._items:
+            self._items = _EMPTY
 
     async def wait_for_room(self) -> None:
         """Wait until the answers still queued are under the high-water mark."""
@@ -117,10 +133,11 @@ class SendQueue:
         """Accept nothing more; with ``drop``, forget what is still waiting."""
         self.closed = True
         if drop:
-            self._items.clear()
+            self._items = _EMPTY
             self.pushed_bytes = self.answer_bytes = 0
-        self._ready.set()
-        self._room.set()
+        for event in (self._ready, self._room):
+            if event is not None:
+                event.set()
 
     def __len__(self) -> int:
         return len(self._items)
