@@ -149,6 +149,11 @@ class System:
             extra["PORT"] = str(port)
         else:
             extra.setdefault("WORKER_ID", f"bench-{name}")
+        return self.spawn_service(kind, name, port, **extra)
+
+    def spawn_service(self, kind: str, name: str, port: int | None, **extra: str) -> Service:
+        """Start ``python -m arcyou_trio.<kind>`` with the benchmark's environment plus
+        ``extra``; its output goes to ``<run dir>/<name>.log``."""
         log_path = self.run_dir / f"{name}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(

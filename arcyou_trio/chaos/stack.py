@@ -19,14 +19,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import trio
 
-from arcyou_trio.bench import procs
 from arcyou_trio.bench.system import Service, System
 from arcyou_trio.chaos.check import StoredRow
 from arcyou_trio.chaos.model import Plan
@@ -115,19 +112,7 @@ class Stack:
         port = self.gateway_ports[slot] if kind == "gateway" else None
         if port is not None:
             extra = {"PORT": str(port)}
-        log_path = self.run_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"arcyou_trio.{kind}"],
-                env=self.system.service_env(**extra),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=procs.child_setup,
-                start_new_session=True,
-            )
-        service = Service(kind, name, proc, log_path, port)
-        self.system.services.append(service)
+        service = self.system.spawn_service(kind, name, port, **extra)
         (self.gateways if kind == "gateway" else self.workers)[slot] = service
         return service
 
