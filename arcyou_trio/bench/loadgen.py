@@ -43,7 +43,7 @@ import trio
 import trio_websocket
 
 from arcyou_trio.bench.procs import raise_nofile
-from arcyou_trio.client.chat import open_websocket
+from arcyou_trio.bench.rawws import RawWebSocket, open_raw_websocket
 from arcyou_trio.runner import tune_gc
 
 TEXT = "benchmark message"
@@ -137,7 +137,7 @@ class Conn:
             with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
                 await limiter.acquire()
                 acquired = True
-                async with open_websocket(self.url) as ws:
+                async with open_raw_websocket(self.url) as ws:
                     await self._handshake(ws)
                     limiter.release()
                     acquired = False
@@ -167,26 +167,26 @@ class Conn:
         if s.set_up >= len(s.spec["conns"]):
             s.all_set_up.set()
 
-    async def _handshake(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _handshake(self, ws: RawWebSocket) -> None:
         frames: list[dict[str, Any]] = [{"op": "auth", "token": self.user}]
         if self.join:
             frames.append({"op": "join", "room_id": self.room})
         for frame in frames:
-            await ws.send_message(orjson.dumps(frame).decode())
+            await ws.send_message(orjson.dumps(frame))
             reply = orjson.loads(await ws.get_message())
             if not reply.get("success"):
                 raise RuntimeError(f"{frame['op']} refused: {reply.get('error')}")
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _serve(self, ws: RawWebSocket) -> None:
         async with trio.open_nursery() as nursery:
             if self.send_spec is not None:
                 nursery.start_soon(self._sender, ws)
             await self._reader(ws)
             nursery.cancel_scope.cancel()
 
-    async def _reader(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _reader(self, ws: RawWebSocket) -> None:
         s = self.s
         expect = s.spec.get("expect")
         expect_user = s.spec.get("expect_user")
@@ -247,13 +247,13 @@ class Conn:
                 self.reply.set()
             # other replies (none expected after the join) are ignored
 
-    async def _send(self, ws: trio_websocket.WebSocketConnection, t: float) -> None:
+    async def _send(self, ws: RawWebSocket, t: float) -> None:
         frame = {"op": "send", "room_id": self.room, "content": {"text": TEXT, "t": t}}
         self.pending.append(time.time())
         self.s.sends_total += 1
-        await ws.send_message(orjson.dumps(frame).decode())
+        await ws.send_message(orjson.dumps(frame))
 
-    async def _sender(self, ws: trio_websocket.WebSocketConnection) -> None:
+    async def _sender(self, ws: RawWebSocket) -> None:
         s = self.s
         spec = self.send_spec
         assert spec is not None
