@@ -243,10 +243,12 @@ async def test_postgres_down_sends_fail_fast_and_everything_recovers(
                 down = await a.send(room, "while down", temp_id="d-1")
             assert down["success"] is False
             assert down["error"] == "Service temporarily unavailable"
+            assert down["reason"] in ("database_unavailable", "timeout")
             assert down["temp_id"] == "d-1"
             start = trio.current_time()
             again = await a.send(room, "while down", temp_id="d-1")
             assert again["success"] is False
+            assert again["reason"] == "database_unavailable"
             assert trio.current_time() - start < 1.0  # fails fast once known down
             await wait_healthy(system.port)  # the gateway itself stays up
 

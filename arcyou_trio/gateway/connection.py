@@ -24,7 +24,13 @@ import trio_websocket
 
 from arcyou_trio.auth import Verifier
 from arcyou_trio.config import Settings
-from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
+from arcyou_trio.errors import (
+    AuthError,
+    BusUnavailable,
+    StoreError,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from arcyou_trio.gateway.rooms import RoomHub
 from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
@@ -456,4 +462,22 @@ class Connection:
     ) -> RequestError:
         self.ctx.stats.errors += 1
         log.warning("%s failed for %s: %s", op, self.peer, exc or type(exc).__name__)
-        return RequestError(op, UNAVAILABLE, temp_id, None if room_id is None else str(room_id))
+        return RequestError(
+            op,
+            UNAVAILABLE,
+            temp_id,
+            None if room_id is None else str(room_id),
+            reason=_unavailable_reason(exc),
+        )
+
+
+# The "reason" of a "Service temporarily unavailable" reply. In every case nothing was stored
+# that the client cannot find by retrying: a send retried with its temp_id is stored once.
+def _unavailable_reason(exc: BaseException) -> str:
+    if isinstance(exc, StoreTimeout | trio.TooSlowError):
+        return "timeout"
+    if isinstance(exc, StoreUnavailable):
+        return "database_unavailable"
+    if isinstance(exc, BusUnavailable):
+        return "pubsub_unavailable"
+    return "database_error"

@@ -68,6 +68,8 @@ def error_reply(err: RequestError) -> dict[str, Any]:
         reply["room_id"] = err.room_id
     if err.temp_id is not None:
         reply["temp_id"] = err.temp_id
+    if err.reason is not None:
+        reply["reason"] = err.reason
     return reply
 
 

@@ -79,6 +79,8 @@ class RequestError(Exception):
     error: str
     temp_id: str | None = None
     room_id: str | None = None
+    # Machine-readable cause, where one helps the client decide (e.g. "database_unavailable").
+    reason: str | None = None
 
 
 class _Missing(ValueError):
