@@ -82,6 +82,11 @@ class Settings:
     # How long a gap in a room's live events (seq n+2 before n+1) may wait for the missing event
     # before the gateway reads it from the database (several workers publish out of order).
     gap_wait_ms: int = _env("GAP_WAIT_MS", 50, validator=_check(lambda v: v >= 0, "must be >= 0"))
+    # How often the gateway compares its rooms' last seq in the database with what its
+    # connections got (a safety net for an event that was never published); 0 disables it.
+    resync_interval_ms: int = _env(
+        "RESYNC_INTERVAL_MS", 30000, validator=_check(lambda v: v >= 0, "must be >= 0")
+    )
     auth_timeout_ms: int = _env("AUTH_TIMEOUT_MS", 10000, validator=_positive)
     ws_ping_interval_ms: int = _env("WS_PING_INTERVAL_MS", 30000, validator=_positive)
     ws_ping_timeout_ms: int = _env("WS_PING_TIMEOUT_MS", 10000, validator=_positive)

@@ -106,6 +106,9 @@ def test_int_variables_reject_bad_values(variable: str, value: str) -> None:
         # No clock-skew allowance at all is a legitimate choice.
         assert Settings.from_env({"JWT_LEEWAY_MS": "0"}).jwt_leeway_ms == 0
         return
+    if variable == "RESYNC_INTERVAL_MS" and value == "0":
+        assert Settings.from_env({"RESYNC_INTERVAL_MS": "0"}).resync_interval_ms == 0
+        return
     if variable == "GAP_WAIT_MS" and value == "0":
         # Fill gaps from the database at once (a single worker never publishes out of order).
         assert Settings.from_env({"GAP_WAIT_MS": "0"}).gap_wait_ms == 0
@@ -148,7 +151,9 @@ def test_positive_integers_round_trip(variable: str, value: int) -> None:
 )
 def test_non_positive_or_non_numeric_integers_are_rejected(variable: str, value: str) -> None:
     zero = value.strip() in ("0", "-0", "+0")
-    if not value.strip() or (variable in ("PORT", "JWT_LEEWAY_MS", "GAP_WAIT_MS") and zero):
+    if not value.strip() or (
+        variable in ("PORT", "JWT_LEEWAY_MS", "GAP_WAIT_MS", "RESYNC_INTERVAL_MS") and zero
+    ):
         return
     try:
         parsed = int(value.strip(), 10)

@@ -272,3 +272,24 @@ async def test_postgres_down_sends_fail_fast_and_everything_recovers(
         assert texts == [("before",), ("while down",)]  # retried, stored once
     finally:
         server.stop()
+
+
+async def test_a_message_never_published_reaches_joined_connections_by_the_periodic_resync(
+    settings: Settings,
+) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    room = make_room(settings.database_url, alice, bob)
+    resyncing = attrs.evolve(settings, resync_interval_ms=200)
+    async with (
+        running_system(resyncing, workers=0) as system,
+        ChatClient.connect(system.url) as b,
+    ):
+        await b.auth(bob)
+        await b.join(room)
+        # Stored, but no worker ever publishes it and nothing else happens in the room.
+        sent = await system.store.send_message(
+            room_id=room, user_id=alice, type="text", content={"text": "silent"}
+        )
+        event = (await events_until(b, sent.message.id, timeout_s=5))[-1]  # type: ignore[union-attr]
+        assert event["source"] == "backfill"
+        assert event["message"]["seq"] == 1

@@ -267,11 +267,12 @@ class Connection:
             # Probably only late (two workers publish out of order): wait a little first.
             self._start_fill(room_id, self.ctx.settings.gap_wait_ms / 1000)
 
-    def resync(self, room_id: uuid.UUID, last_seq: int) -> None:
-        """The room has messages up to ``last_seq`` (read after Redis came back): fill any gap."""
+    def resync(self, room_id: uuid.UUID, last_seq: int, *, wait: bool = False) -> None:
+        """The room has messages up to ``last_seq`` (read after Redis came back, or by the
+        periodic resync with ``wait``): fill any gap."""
         self.session.note_known(room_id, last_seq)
         if self.session.gap(room_id) is not None:
-            self._start_fill(room_id, 0.0)
+            self._start_fill(room_id, self.ctx.settings.gap_wait_ms / 1000 if wait else 0.0)
 
     def _start_fill(self, room_id: uuid.UUID, wait_s: float) -> None:
         if self._tasks is not None and self._close is None and self.session.claim_fill(room_id):

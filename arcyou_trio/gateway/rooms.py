@@ -41,8 +41,9 @@ class Member(Protocol):
     def deliver_live(self, room_id: uuid.UUID, seq: int, frame: bytes) -> None:
         """Queue one live event frame (never blocks)."""
 
-    def resync(self, room_id: uuid.UUID, last_seq: int) -> None:
-        """The room has messages up to ``last_seq``: fill whatever was missed (never blocks)."""
+    def resync(self, room_id: uuid.UUID, last_seq: int, *, wait: bool = False) -> None:
+        """The room has messages up to ``last_seq``: fill whatever was missed (never blocks);
+        with ``wait``, only what is still missing after the gap wait."""
 
 
 @attrs.frozen
@@ -70,6 +71,7 @@ class RoomHub:
         *,
         page_size: int,
         frame_page: Callable[[uuid.UUID, Sequence[ChatMessage]], list[tuple[int, bytes]]],
+        resync_interval_s: float = 0.0,
     ) -> None:
         self.channels = channels
         self.mode = channels.mode
@@ -77,6 +79,7 @@ class RoomHub:
         self._store = store
         self._page_size = page_size
         self._frame_page = frame_page
+        self._resync_interval_s = resync_interval_s
         # One database read per (room, after_seq) at a time, shared by every connection that
         # needs that page: after Redis lost events, a room's members all miss the same ones.
         self._pages: dict[tuple[uuid.UUID, int], _PageRead] = {}
@@ -159,8 +162,9 @@ class RoomHub:
             raise StoreError(f"reading room {room_id} failed: {read.error!r}")
         return read.result
 
-    async def resync_all(self) -> None:
-        """After Redis lost events: tell every local member how far each of its rooms got."""
+    async def resync_all(self, *, wait: bool = False) -> None:
+        """After Redis lost events (or periodically, with ``wait``): tell every local member
+        how far each of its rooms got."""
         rooms = list(self._members)
         if not rooms:
             return
@@ -168,7 +172,7 @@ class RoomHub:
         self.resyncs += 1
         for room_id, last_seq in last.items():
             for member in list(self._members.get(room_id, ())):
-                member.resync(room_id, last_seq)
+                member.resync(room_id, last_seq, wait=wait)
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -211,7 +215,20 @@ class RoomHub:
             if self.mode is PubSubMode.GLOBAL:
                 await self._subscribe_global(retry_s)
             nursery.start_soon(self.run_janitor)
+            if self._resync_interval_s > 0:
+                nursery.start_soon(self._resync_forever)
             task_status.started()
+
+    async def _resync_forever(self) -> None:
+        # A safety net: an event that is never published (its outbox row went dead, say) in a
+        # room that then stays silent would otherwise reach joined connections only at their
+        # next join. Events merely in flight close their gap during the gap wait: no read.
+        while True:
+            await trio.sleep(self._resync_interval_s)
+            try:
+                await self.resync_all(wait=True)
+            except StoreError as exc:
+                log.warning("periodic resync failed: %s", exc)
 
     async def _read_forever(self, retry_s: float) -> None:
         lost = False

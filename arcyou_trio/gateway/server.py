@@ -66,6 +66,7 @@ async def serve_gateway(
             store,
             page_size=settings.backfill_limit,
             frame_page=backfill_frames,
+            resync_interval_s=settings.resync_interval_ms / 1000,
         )
         sender = SendCoalescer(
             store,
