@@ -177,6 +177,7 @@ class Fuzzer:
             state.joined.add(str(room))
         elif op == "send":
             report.sends_ok += 1
+            report.sent_ids.add(reply.get("message_id"))
             request = orjson.loads(data)
             target = _canonical(request["room_id"])
             if target not in rooms:
@@ -233,6 +234,7 @@ class Fuzzer:
                         return
                     message_id = obj["message_id"]
                     report.sends_ok += 1
+                    report.sent_ids.add(message_id)
                     continue
                 if obj.get("roomId") != room:
                     _note(report.leaks, f"bystander got an event of {obj.get('roomId')}")
