@@ -92,7 +92,7 @@ def test_draining_below_high_water_resets_the_grace() -> None:
         frame = b"x" * 600
         assert queue.put(frame, pushed=True)
         assert queue.put(frame, pushed=True)  # over
-        items = await queue.take()
+        items = queue.take_nowait()
         assert items is not None
         queue.sent(items)  # the writer caught up
         clock.jump(5)
@@ -121,7 +121,7 @@ def test_answers_never_overflow_and_queue_is_idle_only_when_empty() -> None:
         for _ in range(50):
             assert queue.put(b"y" * 100, pushed=False)
         assert not queue.idle
-        items = await queue.take()
+        items = queue.take_nowait()
         assert items is not None and len(items) == 50
         assert not queue.idle  # taken, not yet sent: nothing may overtake these
         queue.sent(items)

@@ -13,9 +13,7 @@ pong, a gap fill) run in a second nursery.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -34,9 +32,8 @@ from arcyou_trio.errors import (
 from arcyou_trio.gateway.rooms import RoomHub
 from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
-from arcyou_trio.gateway.wireframe import send_frames, text_frame, write_now
-from arcyou_trio.protocol import codec, messages
-from arcyou_trio.protocol.messages import ChatMessage
+from arcyou_trio.gateway.wireframe import backfill_frames, json_frame, send_frames, write_now
+from arcyou_trio.protocol import messages
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
 from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED, Phase, Session
@@ -86,31 +83,6 @@ class GatewayContext:
     stats: GatewayStats = attrs.Factory(GatewayStats)
     connections: set[Connection] = attrs.Factory(set)
     draining: bool = False
-
-
-def _frame(obj: dict[str, Any]) -> Frame:
-    return text_frame(codec.dumps_bytes(obj))
-
-
-def _now_iso() -> str:
-    return codec.iso_from_epoch_ms(time.time() * 1000)
-
-
-def backfill_frames(room_id: uuid.UUID, page: Sequence[ChatMessage]) -> list[tuple[int, Frame]]:
-    """Messages read from the database as ``(seq, event frame)``, marked ``backfill``."""
-    now = _now_iso()
-    room = str(room_id)
-    return [
-        (
-            m.seq,
-            _frame(
-                messages.message_event(
-                    room, m.wire(), source=messages.SOURCE_BACKFILL, timestamp=now
-                )
-            ),
-        )
-        for m in page
-    ]
 
 
 class Connection:
@@ -256,7 +228,7 @@ class Connection:
         self._ensure_writer()
 
     def _reply(self, obj: dict[str, Any]) -> None:
-        self._send(_frame(obj))
+        self._send(json_frame(obj))
 
     # -- live events (called by the hub, never blocks) -------------------------------------
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
@@ -27,8 +26,7 @@ import trio
 from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
 from arcyou_trio.errors import BusUnavailable, StoreError
-from arcyou_trio.gateway.wireframe import text_frame
-from arcyou_trio.protocol.messages import ChatMessage
+from arcyou_trio.gateway.wireframe import backfill_frames, text_frame
 from arcyou_trio.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,7 +68,6 @@ class RoomHub:
         store: Store,
         *,
         page_size: int,
-        frame_page: Callable[[uuid.UUID, Sequence[ChatMessage]], list[tuple[int, bytes]]],
         resync_interval_s: float = 0.0,
     ) -> None:
         self.channels = channels
@@ -78,12 +75,10 @@ class RoomHub:
         self._subscriber = subscriber
         self._store = store
         self._page_size = page_size
-        self._frame_page = frame_page
         self._resync_interval_s = resync_interval_s
         # One database read per (room, after_seq) at a time, shared by every connection that
         # needs that page: after Redis lost events, a room's members all miss the same ones.
         self._pages: dict[tuple[uuid.UUID, int], _PageRead] = {}
-        self.resyncs = 0
         self._members: dict[uuid.UUID, set[Member]] = {}
         self._locks: dict[uuid.UUID, trio.Lock] = {}
         self._subscribed: set[uuid.UUID] = set()
@@ -148,7 +143,7 @@ class RoomHub:
             try:
                 page = await self._store.messages_after(room_id, after_seq, self._page_size)
                 read.result = FramedPage(
-                    self._frame_page(room_id, page.messages), page.upto_seq, page.last_seq
+                    backfill_frames(room_id, page.messages), page.upto_seq, page.last_seq
                 )
             except BaseException as exc:
                 read.error = exc
@@ -169,7 +164,6 @@ class RoomHub:
         if not rooms:
             return
         last = await self._store.room_last_seqs(rooms)
-        self.resyncs += 1
         for room_id, last_seq in last.items():
             for member in list(self._members.get(room_id, ())):
                 member.resync(room_id, last_seq, wait=wait)

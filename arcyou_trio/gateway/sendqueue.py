@@ -13,8 +13,9 @@ Frames are of two kinds:
   mark (:meth:`SendQueue.wait_for_room`): a client that asks faster than it reads is slowed down.
 
 Frames are whole WebSocket frames as bytes (:mod:`arcyou_trio.gateway.wireframe`). Producers call
-:meth:`put` synchronously; only the connection's own writer waits, on :meth:`take`, which hands
-over everything queued (up to a byte budget) so that it goes out in one socket write.
+:meth:`put` synchronously; the connection starts its writer when something is queued, and the
+writer's :meth:`take_nowait` hands over everything queued (up to a byte budget) so that it goes
+out in one socket write.
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ class SendQueue:
         self.pushed_bytes = 0
         self.answer_bytes = 0
         # (frame, pushed) in send order. Most connections are idle with nothing queued, so the
-        # deque and events are made only when needed (a deque alone is ~760 bytes).
+        # deque and the event are made only when needed (a deque alone is ~760 bytes).
         self._items: deque[tuple[bytes, bool]] = _EMPTY
-        self._ready: trio.Event | None = None
         self._room: trio.Event | None = None
         self._over_since: float | None = None
         self._in_flight = False  # the writer took frames and has not reported them sent
@@ -79,18 +79,7 @@ class SendQueue:
         if self._items is _EMPTY:
             self._items = deque()
         self._items.append((frame, pushed))
-        if self._ready is not None:
-            self._ready.set()
         return True
-
-    async def take(self) -> list[tuple[bytes, bool]] | None:
-        """The next frames to send (at least one), or None once closed and drained."""
-        while not self._items:
-            if self.closed:
-                return None
-            self._ready = trio.Event()
-            await self._ready.wait()
-        return self.take_nowait()
 
     def take_nowait(self) -> list[tuple[bytes, bool]] | None:
         """The next frames to send (at least one), or None if nothing is queued."""
@@ -135,9 +124,8 @@ class SendQueue:
         if drop:
             self._items = _EMPTY
             self.pushed_bytes = self.answer_bytes = 0
-        for event in (self._ready, self._room):
-            if event is not None:
-                event.set()
+        if self._room is not None:
+            self._room.set()
 
     def __len__(self) -> int:
         return len(self._items)

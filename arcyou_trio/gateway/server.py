@@ -22,7 +22,6 @@ from arcyou_trio.gateway.connection import (
     CLOSE_INTERNAL,
     Connection,
     GatewayContext,
-    backfill_frames,
 )
 from arcyou_trio.gateway.http_front import make_handler
 from arcyou_trio.gateway.rooms import RoomHub
@@ -65,7 +64,6 @@ async def serve_gateway(
             subscriber,
             store,
             page_size=settings.backfill_limit,
-            frame_page=backfill_frames,
             resync_interval_s=settings.resync_interval_ms / 1000,
         )
         sender = SendCoalescer(

@@ -2,7 +2,9 @@
 
 A frame the server sends is not masked (RFC 6455 §5.1) and this gateway negotiates no extension,
 so the bytes of a text frame depend only on its payload: a live event is framed once per fan-out
-and the same ``bytes`` object is queued to every member. A connection's writer then hands
+and the same ``bytes`` object is queued to every member (:func:`json_frame`; a database page is
+framed once for every connection that asked for it, :func:`backfill_frames`). A connection's
+writer then hands
 everything queued to the socket in one ``send_all`` instead of one WebSocket message per frame.
 
 trio-websocket has no public call for either, so :func:`send_frames` does what its
@@ -22,9 +24,16 @@ from __future__ import annotations
 
 import os
 import struct
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import trio
 import trio_websocket
+
+from arcyou_trio.protocol import codec, messages
+from arcyou_trio.protocol.messages import ChatMessage
 
 _FIN_TEXT = 0x81
 
@@ -37,6 +46,28 @@ def text_frame(payload: bytes) -> bytes:
     if n < 1 << 16:
         return struct.pack("!BBH", _FIN_TEXT, 126, n) + payload
     return struct.pack("!BBQ", _FIN_TEXT, 127, n) + payload
+
+
+def json_frame(obj: dict[str, Any]) -> bytes:
+    """A reply or event as one text frame."""
+    return text_frame(codec.dumps_bytes(obj))
+
+
+def backfill_frames(room_id: uuid.UUID, page: Sequence[ChatMessage]) -> list[tuple[int, bytes]]:
+    """Messages read from the database as ``(seq, event frame)``, marked ``backfill``."""
+    now = codec.iso_from_epoch_ms(time.time() * 1000)
+    room = str(room_id)
+    return [
+        (
+            m.seq,
+            json_frame(
+                messages.message_event(
+                    room, m.wire(), source=messages.SOURCE_BACKFILL, timestamp=now
+                )
+            ),
+        )
+        for m in page
+    ]
 
 
 async def send_frames(ws: trio_websocket.WebSocketConnection, data: bytes) -> None:
