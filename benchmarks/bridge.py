@@ -117,6 +117,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from redis.connection import parse_url
 
+from arcyou_trio.bench.ceilings import parse_redis_benchmark_csv, redis_benchmark_command
 from arcyou_trio.bus.redis_bus import Bus
 from arcyou_trio.config import Settings
 from arcyou_trio.protocol.messages import ChatMessage
@@ -607,36 +608,13 @@ async def redis_sync_publish(
 def redis_benchmark(
     tool: str, url: str, channel: str, pipeline: int, concurrency: int, requests: int
 ) -> Result:
-    parts = parse_url(url)
-    command = [
-        tool,
-        "-h",
-        str(parts.get("host", "127.0.0.1")),
-        "-p",
-        str(parts.get("port", 6379)),
-        "-n",
-        str(requests),
-        "-c",
-        str(concurrency),
-        "-P",
-        str(pipeline),
-        "--csv",
-    ]
-    if parts.get("password"):
-        command += ["-a", str(parts["password"]), "--no-auth-warning"]
-    command += ["PUBLISH", channel, PAYLOAD]  # redis-benchmark has no built-in publish test
+    command = redis_benchmark_command(tool, url, channel, concurrency, pipeline, requests, PAYLOAD)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = run_child(command, timeout=120)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"redis-benchmark failed: {done.stderr.strip()[-2000:]}")
-    # The CSV's first field is the command line, quotes unescaped: read the numbers from the right.
-    header, *lines = [line for line in done.stdout.splitlines() if line.strip()]
-    names = [name.strip('"') for name in header.split(",")]
-    if not lines or names[:2] != ["test", "rps"]:
-        raise RuntimeError(f"cannot parse redis-benchmark output:\n{done.stdout}")
-    values = [v.strip('"') for v in lines[-1].rsplit(",", len(names) - 1)[1:]]
-    row = dict(zip(names[1:], map(float, values), strict=True))
+    row = parse_redis_benchmark_csv(done.stdout)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Result(
         row["rps"],

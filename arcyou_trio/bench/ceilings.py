@@ -163,9 +163,10 @@ def run_pgbench(
     }
 
 
-def run_redis_benchmark(
-    tool: str, url: str, channel: str, clients: int, pipeline: int, requests: int
-) -> dict[str, Any]:
+def redis_benchmark_command(
+    tool: str, url: str, channel: str, clients: int, pipeline: int, requests: int, payload: str
+) -> list[str]:
+    """``redis-benchmark`` PUBLISHing ``payload`` (it has no built-in publish test), CSV output."""
     parts: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     command = [
         tool,
@@ -183,17 +184,30 @@ def run_redis_benchmark(
     ]
     if parts.get("password"):
         command += ["-a", str(parts["password"]), "--no-auth-warning"]
-    command += ["PUBLISH", channel, EVENT_PAYLOAD]  # no built-in publish test
+    return [*command, "PUBLISH", channel, payload]
+
+
+def parse_redis_benchmark_csv(stdout: str) -> dict[str, float]:
+    """The last row of ``redis-benchmark --csv``: ``rps``, ``p50_latency_ms``, ..."""
+    # The CSV's first field is the command line, quotes unescaped: read the numbers from the right.
+    header, *lines = [line for line in stdout.splitlines() if line.strip()]
+    names = [name.strip('"') for name in header.split(",")]
+    if not lines or names[:2] != ["test", "rps"]:
+        raise RuntimeError(f"cannot parse redis-benchmark output:\n{stdout}")
+    values = [v.strip('"') for v in lines[-1].rsplit(",", len(names) - 1)[1:]]
+    return dict(zip(names[1:], map(float, values), strict=True))
+
+
+def run_redis_benchmark(
+    tool: str, url: str, channel: str, clients: int, pipeline: int, requests: int
+) -> dict[str, Any]:
+    command = redis_benchmark_command(
+        tool, url, channel, clients, pipeline, requests, EVENT_PAYLOAD
+    )
     done = _run(command, 180)
     if done.returncode != 0:
         raise RuntimeError(f"redis-benchmark failed: {done.stderr.strip()[-1000:]}")
-    # The CSV's first field is the command line, quotes unescaped: read the numbers from the right.
-    header, *lines = [line for line in done.stdout.splitlines() if line.strip()]
-    names = [name.strip('"') for name in header.split(",")]
-    if not lines or names[:2] != ["test", "rps"]:
-        raise RuntimeError(f"cannot parse redis-benchmark output:\n{done.stdout}")
-    values = [v.strip('"') for v in lines[-1].rsplit(",", len(names) - 1)[1:]]
-    row = dict(zip(names[1:], map(float, values), strict=True))
+    row = parse_redis_benchmark_csv(done.stdout)
     return {
         "tool": f"{_version(tool)} ({tool})",
         "command": f"redis-benchmark -c {clients} -P {pipeline} -n {requests} PUBLISH <channel>"

@@ -1,8 +1,9 @@
 """Opening a client WebSocket for the chaos clients: a connect timeout, and optionally a small
 receive buffer.
 
-Like :func:`arcyou_trio.client.chat.open_websocket` (whose URL parsing it reuses), but the TCP
-connect and the WebSocket handshake are bounded, and a client that will stop reading can shrink
+Like :func:`arcyou_trio.client.chat.open_websocket` (whose URL parsing and handshake,
+:func:`~arcyou_trio.client.chat.websocket_over`, it reuses), but the TCP connect and the
+WebSocket handshake are bounded, and a client that will stop reading can shrink
 its socket's receive buffer first: the kernel then holds little of what the gateway sends, so a
 pause soon shows on the gateway's side as a slow consumer instead of vanishing into buffers.
 The trio-websocket message queue holds one message, so a reader that stops reading stops the
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager
 import trio
 import trio_websocket
 
-from arcyou_trio.client.chat import _split_ws_url
+from arcyou_trio.client.chat import _split_ws_url, websocket_over
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -39,21 +40,13 @@ async def connect(
     except BaseException:
         sock.close()
         raise
-    stream = trio.SocketStream(sock)
-    async with stream, trio.open_nursery() as nursery:
-        with trio.fail_after(timeout_s):
-            ws = await trio_websocket.wrap_client_stream(
-                nursery,
-                stream,
-                host,
-                resource,
-                max_message_size=MAX_MESSAGE_BYTES,
-                message_queue_size=1,
-            )
-        try:
-            yield ws
-        finally:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+    async with websocket_over(
+        trio.SocketStream(sock),
+        host,
+        resource,
+        max_message_bytes=MAX_MESSAGE_BYTES,
+        message_queue_size=1,
+        handshake_timeout_s=timeout_s,
+        close_grace_s=1.0,
+    ) as ws:
+        yield ws

@@ -8,6 +8,7 @@ next reply (requests are serialised by a lock so concurrent callers cannot swap 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,19 +49,43 @@ async def open_websocket(
     """
     host, port, resource = _split_ws_url(url)
     stream = await trio.open_tcp_stream(host, port)
+    async with websocket_over(
+        stream,
+        host,
+        resource,
+        max_message_bytes=max_message_bytes,
+        message_queue_size=message_queue_size,
+    ) as ws:
+        yield ws
+
+
+@asynccontextmanager
+async def websocket_over(
+    stream: trio.SocketStream,
+    host: str,
+    resource: str,
+    *,
+    max_message_bytes: int,
+    message_queue_size: int,
+    handshake_timeout_s: float = math.inf,
+    close_grace_s: float = 2.0,
+) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+    """The client handshake over a connected ``stream``; at exit the WebSocket is closed (at
+    most ``close_grace_s``) and the stream with it."""
     async with stream, trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            host,
-            resource,
-            max_message_size=max_message_bytes,
-            message_queue_size=message_queue_size,
-        )
+        with trio.fail_after(handshake_timeout_s):
+            ws = await trio_websocket.wrap_client_stream(
+                nursery,
+                stream,
+                host,
+                resource,
+                max_message_size=max_message_bytes,
+                message_queue_size=message_queue_size,
+            )
         try:
             yield ws
         finally:
-            with trio.move_on_after(2) as scope:
+            with trio.move_on_after(close_grace_s) as scope:
                 scope.shield = True
                 await ws.aclose()
             nursery.cancel_scope.cancel()
