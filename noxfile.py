@@ -8,7 +8,9 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+# None: the interpreter nox itself runs on (any supported one, 3.11 to 3.13), so a machine
+# without a python3.11 binary still runs every session.
+PYTHON = None
 
 
 @nox.session(python=PYTHON)
@@ -24,7 +26,7 @@ def dev(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite against real PostgreSQL and Redis (see tests/conftest.py)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", "-e", "./harness")
     session.run("pytest", *session.posargs)
 
 
@@ -39,8 +41,10 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[dev,typecheck]")
+    session.install("-e", ".[dev,typecheck]", "-e", "./harness")
     session.run("mypy")
+    with session.chdir("harness"):
+        session.run("mypy")
 
 
 @nox.session(python=PYTHON)
@@ -50,8 +54,8 @@ def fuzz(session: nox.Session) -> None:
     Local PostgreSQL and Redis unless URLs are given; extra arguments go to the fuzzer:
     ``nox -s fuzz -- --seed 7 --connections 16``.
     """
-    session.install("-e", ".[dev]")
-    session.run("python", "-m", "arcyou_trio.fuzz", "--frames", "100000", *session.posargs)
+    session.install("-e", ".[dev]", "-e", "./harness")
+    session.run("python", "-m", "arcyou_harness.fuzz", "--frames", "100000", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -63,9 +67,9 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` (about a minute), ``-- --scenarios 1,2 --gateways 2``.
     See docs/benchmarks.md.
     """
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "./harness")
     session.run(
-        "python", "-m", "arcyou_trio.bench", "--out", "bench-results.json", *session.posargs
+        "python", "-m", "arcyou_harness.bench", "--out", "bench-results.json", *session.posargs
     )
 
 
@@ -78,7 +82,21 @@ def chaos(session: nox.Session) -> None:
     Writes chaos-results.json; extra arguments go to the harness: ``nox -s chaos -- --profile
     ci`` (about a minute), ``-- --seed 7 --messages 20000``. See docs/reliability.md.
     """
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "-e", "./harness")
     session.run(
-        "python", "-m", "arcyou_trio.chaos", "--out", "chaos-results.json", *session.posargs
+        "python", "-m", "arcyou_harness.chaos", "--out", "chaos-results.json", *session.posargs
     )
+
+
+@nox.session(python=PYTHON)
+def bridge(session: nox.Session) -> None:
+    """Which bridge from trio to PostgreSQL and Redis is fastest: our send transaction and
+    publish/subscribe through threads and through trio-asyncio, against pgbench and
+    redis-benchmark (about two minutes).
+
+    Needs PostgreSQL and Redis on 127.0.0.1 unless URLs are given; extra arguments go to the
+    benchmark: ``nox -s bridge -- --seconds 10 --database-url postgresql://...``. See
+    harness/README.md.
+    """
+    session.install("-e", ".[dev]", "-e", "./harness")
+    session.run("python", "-m", "arcyou_harness.bridge", *session.posargs)

@@ -63,3 +63,7 @@ class BusError(ArcyouError):
 
 class BusUnavailable(BusError):
     """Redis could not be reached or the connection broke; retrying later may work."""
+
+
+class BusTimeout(BusUnavailable):
+    """A Redis step did not finish in time (e.g. a subscribe Redis never confirmed)."""

@@ -1,15 +1,18 @@
-"""Test helpers: free ports, throwaway redis-server processes, waiting on conditions."""
+"""Test helpers: free ports, throwaway redis-server processes, waiting on conditions, one send."""
 
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from arcyou_trio.devstack import LocalRedis
+from arcyou_trio.store import NewMessage, Refusal, Sent, Store
 
 
 def free_port() -> int:
@@ -71,3 +74,20 @@ def redis_server(tmp_path: Path) -> Iterator[LocalRedis]:
         yield server
     finally:
         server.stop()
+
+
+async def send_one(
+    store: Store,
+    *,
+    room_id: uuid.UUID,
+    user_id: uuid.UUID,
+    content: dict[str, Any],
+    type: str = "text",
+    temp_id: str | None = None,
+    reply_to: int | None = None,
+) -> Sent | Refusal:
+    """Store one message through the store's only send path (a batch of one)."""
+    [result] = await store.send_messages(
+        [NewMessage(room_id, user_id, type, content, temp_id, reply_to)]
+    )
+    return result

@@ -21,7 +21,7 @@ from arcyou_trio.gateway import serve_gateway
 from arcyou_trio.store import Store
 from arcyou_trio.worker import OutboxWorker
 from tests.conftest import db, make_room, running_system
-from tests.helpers import free_port, http_get, wait_for, wait_healthy
+from tests.helpers import free_port, http_get, send_one, wait_for, wait_healthy
 from tests.test_entrypoints import base_env, run_cli, service
 
 
@@ -191,8 +191,8 @@ async def test_worker_hands_back_claimed_rows_when_stopped(settings: Settings) -
         port = listeners[0].socket.getsockname()[1]
         hung = attrs.evolve(settings, redis_url=f"redis://127.0.0.1:{port}/0")
         async with Store.open(hung, wait=True) as store:
-            await store.send_message(
-                room_id=room, user_id=alice, type="text", content={"text": "stuck"}
+            await send_one(
+                store, room_id=room, user_id=alice, type="text", content={"text": "stuck"}
             )
             async with Bus.open(hung.redis_url, timeout_s=60) as bus, trio.open_nursery() as run:
                 worker = OutboxWorker(hung, store, bus)

@@ -12,6 +12,7 @@ import trio_websocket
 from arcyou_trio.client import ChatClient, open_websocket
 from arcyou_trio.config import Settings
 from tests.conftest import db, make_room, running_system
+from tests.helpers import send_one
 
 
 async def test_oversize_frame_closes_1009_and_stores_nothing(settings: Settings) -> None:
@@ -60,8 +61,12 @@ async def test_slow_reader_is_closed_and_others_keep_receiving(settings: Setting
             text = "y" * 3000
             ids = []
             for i in range(400):
-                message = await system.store.send_message(
-                    room_id=room, user_id=alice, type="text", content={"text": f"{i}{text}"}
+                message = await send_one(
+                    system.store,
+                    room_id=room,
+                    user_id=alice,
+                    type="text",
+                    content={"text": f"{i}{text}"},
                 )
                 ids.append(message.id)  # type: ignore[union-attr]
             with trio.fail_after(20):
@@ -90,8 +95,12 @@ async def test_backfill_larger_than_high_water_is_delivered_not_fatal(settings: 
     async with running_system(tight) as system:
         ids = []
         for i in range(60):
-            message = await system.store.send_message(
-                room_id=room, user_id=alice, type="text", content={"text": f"{i}" + "z" * 3000}
+            message = await send_one(
+                system.store,
+                room_id=room,
+                user_id=alice,
+                type="text",
+                content={"text": f"{i}" + "z" * 3000},
             )
             ids.append(message.id)  # type: ignore[union-attr]
         async with ChatClient.connect(system.url) as b:

@@ -38,7 +38,7 @@ from arcyou_trio.errors import StoreError
 from arcyou_trio.store import Store, apply_migrations
 from arcyou_trio.store.migrate import available
 from tests.conftest import db, make_room, running_system
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, send_one, wait_for
 
 PGBOUNCER = shutil.which("pgbouncer")
 if PGBOUNCER is None:
@@ -276,8 +276,8 @@ async def test_default_prepare_threshold_breaks_behind_transaction_pooling(
         async with Store.open(via, wait=True) as store:
             with pytest.raises(StoreError) as info:
                 for sent in range(1, 101):
-                    await store.send_message(
-                        room_id=room, user_id=user, type="text", content={"text": f"m{sent}"}
+                    await send_one(
+                        store, room_id=room, user_id=user, type="text", content={"text": f"m{sent}"}
                     )
     cause = info.value.__cause__
     assert isinstance(

@@ -57,7 +57,7 @@ class Room:
         return self.last
 
     def page(self, after_seq: int, limit: int) -> tuple[Pairs, int, int]:
-        """``(page, upto_seq, last_seq)`` as ``store.queries._page`` computes them."""
+        """``(page, upto_seq, last_seq)`` as ``store.messages (its page query)`` computes them."""
         assert limit > 0
         seqs = [s for s in range(after_seq + 1, self.last + 1) if s not in self.deleted]
         seqs = seqs[:limit]

@@ -21,7 +21,7 @@ from arcyou_trio.devstack.servers import LocalPostgres
 from arcyou_trio.store import OutboxRow, apply_migrations
 from arcyou_trio.worker.loop import encode_event
 from tests.conftest import make_room, running_system
-from tests.helpers import redis_server, wait_for, wait_healthy
+from tests.helpers import redis_server, send_one, wait_for, wait_healthy
 
 
 async def events_until(client: ChatClient, last_id: int, timeout_s: float = 10) -> list[Any]:
@@ -129,8 +129,8 @@ async def test_out_of_order_repeated_and_lost_events_reach_the_client_in_order_o
         await b.join(room)
         sent = []
         for i in range(5):
-            result = await system.store.send_message(
-                room_id=room, user_id=alice, type="text", content={"text": f"m{i}"}
+            result = await send_one(
+                system.store, room_id=room, user_id=alice, type="text", content={"text": f"m{i}"}
             )
             sent.append(result.message.id)  # type: ignore[union-attr]
         p = outbox_payloads(settings, room)
@@ -143,8 +143,8 @@ async def test_out_of_order_repeated_and_lost_events_reach_the_client_in_order_o
         # 3 and 4 came from the database after the gap wait.
         assert [e["source"] for e in got[2:4]] == ["backfill", "backfill"]
         await system.bus.publish_many([(channel, p[2]), (channel, p[3])])  # late: dropped
-        marker = await system.store.send_message(
-            room_id=room, user_id=alice, type="text", content={"text": "marker"}
+        marker = await send_one(
+            system.store, room_id=room, user_id=alice, type="text", content={"text": "marker"}
         )
         await system.bus.publish_many([(channel, outbox_payloads(settings, room)[-1])])
         assert ids(await events_until(b, marker.message.id)) == [marker.message.id]  # type: ignore[union-attr]
@@ -287,9 +287,54 @@ async def test_a_message_never_published_reaches_joined_connections_by_the_perio
         await b.auth(bob)
         await b.join(room)
         # Stored, but no worker ever publishes it and nothing else happens in the room.
-        sent = await system.store.send_message(
-            room_id=room, user_id=alice, type="text", content={"text": "silent"}
+        sent = await send_one(
+            system.store, room_id=room, user_id=alice, type="text", content={"text": "silent"}
         )
         event = (await events_until(b, sent.message.id, timeout_s=5))[-1]  # type: ignore[union-attr]
         assert event["source"] == "backfill"
         assert event["message"]["seq"] == 1
+
+
+async def test_a_subscribe_redis_never_confirms_fails_the_join_step_in_time() -> None:
+    """The hub bounds a join's wait for its perconv subscription itself (BusTimeout, reason
+    "timeout"); the gateway applies no timeout of its own."""
+    from arcyou_trio.config import PubSubMode
+    from arcyou_trio.errors import BusTimeout
+    from arcyou_trio.gateway.rooms import RoomHub
+    from arcyou_trio.protocol import outcomes
+
+    class NeverConfirms:
+        async def subscribe(self, channel: str) -> None:
+            await trio.sleep_forever()
+
+    class Member:
+        def deliver_live(self, room_id: uuid.UUID, seq: int, frame: bytes) -> None:
+            raise AssertionError("no events expected")
+
+        def resync(self, room_id: uuid.UUID, last_seq: int, *, wait: bool = False) -> None:
+            raise AssertionError("no resync expected")
+
+    hub = RoomHub(
+        Channels(PubSubMode.PERCONV, "test:"),
+        NeverConfirms(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        page_size=10,
+        subscribe_timeout_s=0.2,
+    )
+    room, member = uuid.uuid4(), Member()
+    start = trio.current_time()
+    with trio.fail_after(5):
+        try:
+            await hub.add(room, member)
+        except BusTimeout as exc:
+            error = outcomes.unavailable("join", exc, room_id=room)
+        else:
+            raise AssertionError("add() returned without a confirmed subscription")
+    assert 0.2 <= trio.current_time() - start < 2
+    assert (error.error, error.reason, error.room_id) == (
+        "Service temporarily unavailable",
+        "timeout",
+        str(room),
+    )
+    hub.remove(room, member)
+    assert hub.local_rooms() == 0

@@ -13,6 +13,7 @@ import trio_websocket
 from arcyou_trio.client import ChatClient, open_websocket
 from arcyou_trio.config import Settings
 from tests.conftest import make_room, running_system
+from tests.helpers import send_one
 
 MESSAGES = 1000
 
@@ -52,8 +53,12 @@ async def test_stalled_reader_is_closed_and_fast_readers_stay_fast(settings: Set
             text = "s" * 1000
             for i in range(MESSAGES):
                 started = trio.current_time()
-                message = await system.store.send_message(
-                    room_id=room, user_id=sender, type="text", content={"text": f"{i} {text}"}
+                message = await send_one(
+                    system.store,
+                    room_id=room,
+                    user_id=sender,
+                    type="text",
+                    content={"text": f"{i} {text}"},
                 )
                 sent_at[message.id] = started  # type: ignore[union-attr]
                 if i % 20 == 19:

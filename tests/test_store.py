@@ -16,7 +16,7 @@ from arcyou_trio.errors import MigrationError
 from arcyou_trio.store import Refusal, Store, apply_migrations
 from arcyou_trio.store.migrate import available
 from tests.conftest import _with_db, db, make_room
-from tests.helpers import wait_for
+from tests.helpers import send_one, wait_for
 
 
 @pytest.fixture
@@ -126,8 +126,8 @@ async def test_send_writes_message_outbox_and_room_in_one_transaction(store: Sto
     user = uuid.uuid4()
     url = store_url(store)
     room = make_room(url, user)
-    message = await store.send_message(
-        room_id=room, user_id=user, type="text", content={"text": "hi"}, temp_id="t"
+    message = await send_one(
+        store, room_id=room, user_id=user, type="text", content={"text": "hi"}, temp_id="t"
     )
     assert not isinstance(message, Refusal) and not message.duplicate
     with db(url) as conn:
@@ -147,8 +147,8 @@ async def test_send_writes_message_outbox_and_room_in_one_transaction(store: Sto
 async def test_refused_send_writes_nothing(store: Store) -> None:
     url = store_url(store)
     room = make_room(url, uuid.uuid4())
-    result = await store.send_message(
-        room_id=room, user_id=uuid.uuid4(), type="text", content={"text": "no"}
+    result = await send_one(
+        store, room_id=room, user_id=uuid.uuid4(), type="text", content={"text": "no"}
     )
     assert result is Refusal.NOT_MEMBER
     with db(url) as conn:
@@ -163,9 +163,7 @@ async def test_ids_increase_in_commit_order_within_a_room(store: Store) -> None:
 
     async def sender(user: uuid.UUID) -> None:
         for i in range(25):
-            await store.send_message(
-                room_id=room, user_id=user, type="text", content={"text": str(i)}
-            )
+            await send_one(store, room_id=room, user_id=user, type="text", content={"text": str(i)})
 
     async with trio.open_nursery() as nursery:
         for user in users:
@@ -280,3 +278,36 @@ async def test_group_commit_keeps_room_order_and_refuses_non_members(store: Stor
                 "SELECT last_message_id FROM arcyou_chat_rooms WHERE id = %s", (room,)
             ).fetchone()
             assert last == (outbox[-1],)
+
+
+async def test_a_call_past_db_timeout_raises_store_timeout_and_is_cancelled_on_the_server(
+    settings: Settings,
+) -> None:
+    """The store bounds its own calls (DB_TIMEOUT_MS): callers need no timeout of their own."""
+    import attrs
+
+    from arcyou_trio.errors import StoreTimeout
+
+    quick = attrs.evolve(settings, db_timeout_ms=300)
+    async with Store.open(quick, wait=True) as store:
+        assert store.timeout_s == 0.3
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(StoreTimeout):
+            await store._run(lambda conn: conn.execute("SELECT pg_sleep(30)"))
+        assert trio.current_time() - start < 2
+
+        def sleeping() -> int:
+            with db(settings.database_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE query LIKE 'SELECT pg_sleep(30)%%' AND state = 'active'"
+                ).fetchone()
+                assert row is not None
+                return int(row[0])
+
+        async def server_side_cancelled() -> bool:
+            return await trio.to_thread.run_sync(sleeping) == 0
+
+        await wait_for(server_side_cancelled, what="pg_sleep to be cancelled on the server")
+        # A timeout is not an outage: the next call runs at once.
+        await store.ping()

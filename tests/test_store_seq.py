@@ -15,18 +15,10 @@ import trio
 from psycopg import sql
 
 from arcyou_trio.config import Settings
-from arcyou_trio.store import (
-    NewMessage,
-    Refusal,
-    Sent,
-    Store,
-    apply_migrations,
-    migrate,
-    send_batch,
-)
-from arcyou_trio.store import queries as q
+from arcyou_trio.store import NewMessage, Refusal, Sent, Store, apply_migrations, migrate, send
+from arcyou_trio.store.outbox import OUTBOX_CHANNEL
 from tests.conftest import _with_db, db, make_room
-from tests.helpers import wait_for
+from tests.helpers import send_one, wait_for
 
 
 @pytest.fixture
@@ -78,7 +70,7 @@ def assert_rooms_consistent(url: str, rooms: list[uuid.UUID]) -> dict[uuid.UUID,
 # -- per-room seq ----------------------------------------------------------------------------
 
 
-async def test_seq_is_contiguous_per_room_under_concurrent_single_sends(big_store: Store) -> None:
+async def test_seq_is_contiguous_per_room_under_concurrent_sends_of_one(big_store: Store) -> None:
     url = url_of(big_store)
     users = [uuid.uuid4() for _ in range(3)]
     rooms = [make_room(url, *users) for _ in range(3)]
@@ -88,7 +80,8 @@ async def test_seq_is_contiguous_per_room_under_concurrent_single_sends(big_stor
         for i in range(15):
             # Some with a temp_id, some without: both draw seqs the same way.
             result = sent(
-                await big_store.send_message(
+                await send_one(
+                    big_store,
                     room_id=room,
                     user_id=user,
                     type="text",
@@ -130,17 +123,11 @@ def test_seq_is_contiguous_per_room_under_concurrent_group_commits_from_threads(
                     batch.append(NewMessage(rooms[k % 5], outsider, "text", text("no")))
                     if k % 2:
                         # Half the threads also send one at a time in between.
-                        result = q.send_message(
-                            conn,
-                            room_id=rooms[j % 5],
-                            user_id=users[0],
-                            type="text",
-                            content=text("single"),
-                            temp_id=None,
-                            reply_to=None,
+                        [result] = send.send_messages(
+                            conn, [NewMessage(rooms[j % 5], users[0], "text", text("single"))]
                         )
                         assert isinstance(result, Sent)
-                    results = send_batch.send_messages(conn, batch)
+                    results = send.send_messages(conn, batch)
                     assert results[-1] is Refusal.NOT_MEMBER
                     by_room: dict[uuid.UUID, list[int]] = {}
                     for result in results[:-1]:
@@ -172,7 +159,7 @@ def notifications(conn: psycopg.Connection[Any]) -> int:
 @pytest.fixture
 def listener(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"LISTEN {q.OUTBOX_CHANNEL}")
+        conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
         yield conn
 
 
@@ -184,16 +171,16 @@ async def test_retried_send_returns_the_original_and_stores_nothing(
     room = make_room(url, alice, bob)
     other_room = make_room(url, alice)
     first = sent(
-        await store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("first"), temp_id="t1"
+        await send_one(
+            store, room_id=room, user_id=alice, type="text", content=text("first"), temp_id="t1"
         )
     )
     assert not first.duplicate and first.message.seq == 1
     assert notifications(listener) == 1
 
     again = sent(
-        await store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("changed"), temp_id="t1"
+        await send_one(
+            store, room_id=room, user_id=alice, type="text", content=text("changed"), temp_id="t1"
         )
     )
     assert again.duplicate
@@ -204,8 +191,14 @@ async def test_retried_send_returns_the_original_and_stores_nothing(
     [batched] = await store.send_messages([NewMessage(room, alice, "text", text("x"), "t1")])
     assert sent(batched).duplicate and sent(batched).message == first.message
     replied = sent(
-        await store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("y"), temp_id="t1", reply_to=1
+        await send_one(
+            store,
+            room_id=room,
+            user_id=alice,
+            type="text",
+            content=text("y"),
+            temp_id="t1",
+            reply_to=1,
         )
     )
     assert replied.duplicate and replied.message == first.message
@@ -221,8 +214,8 @@ async def test_retried_send_returns_the_original_and_stores_nothing(
     # new message.
     for user, where, temp in ((bob, room, "t1"), (alice, other_room, "t1"), (alice, room, "t2")):
         result = sent(
-            await store.send_message(
-                room_id=where, user_id=user, type="text", content=text("new"), temp_id=temp
+            await send_one(
+                store, room_id=where, user_id=user, type="text", content=text("new"), temp_id=temp
             )
         )
         assert not result.duplicate and result.message.id != first.message.id
@@ -233,8 +226,8 @@ async def test_send_without_temp_id_is_never_deduplicated(store: Store) -> None:
     url = url_of(store)
     alice = uuid.uuid4()
     room = make_room(url, alice)
-    one = sent(await store.send_message(room_id=room, user_id=alice, type="text", content=text(1)))
-    two = sent(await store.send_message(room_id=room, user_id=alice, type="text", content=text(1)))
+    one = sent(await send_one(store, room_id=room, user_id=alice, type="text", content=text(1)))
+    two = sent(await send_one(store, room_id=room, user_id=alice, type="text", content=text(1)))
     batch = await store.send_messages([NewMessage(room, alice, "text", text(1))] * 3)
     ids = {one.message.id, two.message.id, *(sent(r).message.id for r in batch)}
     assert len(ids) == 5
@@ -247,8 +240,8 @@ async def test_duplicates_inside_one_batch_get_the_first_ones_message(store: Sto
     alice, bob, outsider = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     room, other = make_room(url, alice, bob), make_room(url, alice)
     stored = sent(
-        await store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("old"), temp_id="old"
+        await send_one(
+            store, room_id=room, user_id=alice, type="text", content=text("old"), temp_id="old"
         )
     )
     batch = [
@@ -284,14 +277,14 @@ async def test_a_non_member_retrying_is_refused(store: Store) -> None:
     alice, mallory = uuid.uuid4(), uuid.uuid4()
     room = make_room(url, alice)
     sent(
-        await store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("mine"), temp_id="k"
+        await send_one(
+            store, room_id=room, user_id=alice, type="text", content=text("mine"), temp_id="k"
         )
     )
     # Someone else's key is not theirs, whatever the temp_id.
     assert (
-        await store.send_message(
-            room_id=room, user_id=mallory, type="text", content=text("x"), temp_id="k"
+        await send_one(
+            store, room_id=room, user_id=mallory, type="text", content=text("x"), temp_id="k"
         )
         is Refusal.NOT_MEMBER
     )
@@ -302,8 +295,8 @@ async def test_a_non_member_retrying_is_refused(store: Store) -> None:
         )
     for user in (alice, mallory):
         assert (
-            await store.send_message(
-                room_id=room, user_id=user, type="text", content=text("x"), temp_id="k"
+            await send_one(
+                store, room_id=room, user_id=user, type="text", content=text("x"), temp_id="k"
             )
             is Refusal.NOT_MEMBER
         )
@@ -318,9 +311,10 @@ async def test_reply_to_checks_come_after_the_duplicate_check(store: Store) -> N
     url = url_of(store)
     alice = uuid.uuid4()
     room = make_room(url, alice)
-    parent = sent(await store.send_message(room_id=room, user_id=alice, type="text", content={}))
+    parent = sent(await send_one(store, room_id=room, user_id=alice, type="text", content={}))
     reply = sent(
-        await store.send_message(
+        await send_one(
+            store,
             room_id=room,
             user_id=alice,
             type="text",
@@ -334,7 +328,8 @@ async def test_reply_to_checks_come_after_the_duplicate_check(store: Store) -> N
             "UPDATE arcyou_chat_messages SET deleted_at = now() WHERE id = %s", (parent.message.id,)
         )
     retry = sent(
-        await store.send_message(
+        await send_one(
+            store,
             room_id=room,
             user_id=alice,
             type="text",
@@ -347,7 +342,8 @@ async def test_reply_to_checks_come_after_the_duplicate_check(store: Store) -> N
     assert retry.message.reply_to_message_id == parent.message.id
     for temp in (None, "fresh"):
         assert (
-            await store.send_message(
+            await send_one(
+                store,
                 room_id=room,
                 user_id=alice,
                 type="text",
@@ -360,27 +356,139 @@ async def test_reply_to_checks_come_after_the_duplicate_check(store: Store) -> N
     assert assert_rooms_consistent(url, [room]) == {room: 2}
 
 
+async def test_reply_to_a_message_of_the_room_is_stored_and_published(store: Store) -> None:
+    url = url_of(store)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    room = make_room(url, alice, bob)
+    parent = sent(await send_one(store, room_id=room, user_id=alice, content=text("q")))
+    reply = sent(
+        await send_one(
+            store, room_id=room, user_id=bob, content=text("a"), reply_to=parent.message.id
+        )
+    )
+    assert not reply.duplicate
+    assert (reply.message.reply_to_message_id, reply.message.seq) == (parent.message.id, 2)
+    with db(url) as conn:
+        row = conn.execute(
+            "SELECT reply_to_message_id FROM arcyou_chat_messages WHERE id = %s",
+            (reply.message.id,),
+        ).fetchone()
+        payload = conn.execute(
+            "SELECT payload FROM outbox WHERE (payload->'message'->>'id')::bigint = %s",
+            (reply.message.id,),
+        ).fetchone()
+    assert row == (parent.message.id,)
+    assert payload is not None
+    assert payload[0]["message"]["reply_to_message_id"] == parent.message.id
+    page = await store.messages_after(room, 1, 10)
+    assert page.messages == [reply.message]
+    assert_rooms_consistent(url, [room])
+
+
+async def test_reply_to_another_rooms_or_a_deleted_or_no_message_is_refused(
+    store: Store, listener: psycopg.Connection[Any]
+) -> None:
+    url = url_of(store)
+    alice = uuid.uuid4()
+    room, other = make_room(url, alice), make_room(url, alice)
+    mine = sent(await send_one(store, room_id=room, user_id=alice, content=text("mine")))
+    elsewhere = sent(await send_one(store, room_id=other, user_id=alice, content=text("else")))
+    gone = sent(await send_one(store, room_id=room, user_id=alice, content=text("gone")))
+    delete(url, room, gone.message.seq)
+    assert notifications(listener) == 3
+    missing = gone.message.id + 1000
+    for target in (elsewhere.message.id, gone.message.id, missing):
+        for temp in (None, f"t{target}"):
+            result = await send_one(
+                store, room_id=room, user_id=alice, content={}, temp_id=temp, reply_to=target
+            )
+            assert result is Refusal.REPLY_NOT_FOUND, (target, temp)
+    assert notifications(listener) == 0  # nothing stored, nobody woken
+    # Membership comes first: a non-member gets NOT_MEMBER whatever the reply target.
+    for target in (mine.message.id, missing):
+        assert (
+            await send_one(store, room_id=room, user_id=uuid.uuid4(), content={}, reply_to=target)
+            is Refusal.NOT_MEMBER
+        )
+    # A refused temp_id is not used up: the same send with a good target is stored.
+    fixed = sent(
+        await send_one(
+            store,
+            room_id=room,
+            user_id=alice,
+            content={},
+            temp_id=f"t{missing}",
+            reply_to=mine.message.id,
+        )
+    )
+    assert not fixed.duplicate and fixed.message.seq == 3
+    assert assert_rooms_consistent(url, [room, other]) == {room: 3, other: 1}
+
+
+async def test_replies_mixed_in_one_batch_keep_seqs_contiguous(store: Store) -> None:
+    url = url_of(store)
+    alice, bob, outsider = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    room, other = make_room(url, alice, bob), make_room(url, alice)
+    parent = sent(await send_one(store, room_id=room, user_id=alice, content=text("p")))
+    foreign = sent(await send_one(store, room_id=other, user_id=alice, content=text("f")))
+    old = sent(await send_one(store, room_id=room, user_id=bob, content=text("old"), temp_id="old"))
+    p, f = parent.message.id, foreign.message.id
+    batch = [
+        NewMessage(room, alice, "text", text(0), None, p),  # 0 new, a reply
+        NewMessage(room, alice, "text", text(1), None, f),  # 1 other room's target: refused
+        NewMessage(other, alice, "text", text(2), None, f),  # 2 new in `other`, a reply
+        NewMessage(room, bob, "text", text(3), "k", f),  # 3 refused, key k not used up
+        NewMessage(room, bob, "text", text(4), "k", p),  # 4 new: stores key k
+        NewMessage(room, bob, "text", text(5), "k", f),  # 5 duplicate of 4 (dup check first)
+        NewMessage(room, alice, "text", text(6), None, None),  # 6 new
+        NewMessage(room, outsider, "text", text(7), None, f),  # 7 not a member
+        NewMessage(room, bob, "text", text(8), "old", f),  # 8 duplicate of the stored one
+        NewMessage(room, alice, "text", text(9), "z", f),  # 9 refused
+        NewMessage(room, alice, "text", text(10), "z", f),  # 10 refused
+        NewMessage(room, alice, "text", text(11), None, p + 10_000),  # 11 refused: no message
+    ]
+    results = await store.send_messages(batch)
+    refused = {i: r for i, r in enumerate(results) if isinstance(r, Refusal)}
+    assert refused == {
+        1: Refusal.REPLY_NOT_FOUND,
+        3: Refusal.REPLY_NOT_FOUND,
+        7: Refusal.NOT_MEMBER,
+        9: Refusal.REPLY_NOT_FOUND,
+        10: Refusal.REPLY_NOT_FOUND,
+        11: Refusal.REPLY_NOT_FOUND,
+    }
+    got = {i: sent(r) for i, r in enumerate(results) if i not in refused}
+    assert [i for i, r in got.items() if r.duplicate] == [5, 8]
+    assert got[5].message == got[4].message and got[4].message.content == text(4)
+    assert got[8].message == old.message
+    # The room had seqs 1 (parent) and 2 (old): its new messages follow on, without a gap.
+    assert [got[i].message.seq for i in (0, 4, 6)] == [3, 4, 5]
+    assert got[2].message.seq == 2
+    assert [got[i].message.reply_to_message_id for i in (0, 2, 4, 6)] == [p, f, p, None]
+    with db(url) as conn:
+        assert conn.execute("SELECT count(*) FROM arcyou_chat_messages").fetchone() == (7,)
+    assert assert_rooms_consistent(url, [room, other]) == {room: 5, other: 2}
+
+
 @pytest.mark.parametrize("hold_room_lock", [True, False], ids=["racing", "free"])
 async def test_concurrent_identical_sends_store_one_message(
     big_store: Store, listener: psycopg.Connection[Any], hold_room_lock: bool
 ) -> None:
-    """8 identical sends at once, single and group commit mixed. With the room lock held
-    while they start, every single send's statement snapshot predates the original's commit,
-    which is the case a check inside the statement cannot see."""
+    """8 identical sends at once, half of them repeated inside their own batch. With the room
+    lock held while they start, every batch waits for the lock before the original commits:
+    its lookup must still see the original (its statement starts after the lock is held)."""
     url = url_of(big_store)
     alice = uuid.uuid4()
     room = make_room(url, alice)
     results: dict[int, Sent | Refusal] = {}
 
     async def send(i: int) -> None:
+        one = NewMessage(room, alice, "text", text(i), "same")
         if i % 2:
-            [results[i]] = await big_store.send_messages(
-                [NewMessage(room, alice, "text", text(i), "same")]
-            )
+            [results[i]] = await big_store.send_messages([one])
         else:
-            results[i] = await big_store.send_message(
-                room_id=room, user_id=alice, type="text", content=text(i), temp_id="same"
-            )
+            [results[i], repeat] = await big_store.send_messages([one, one])
+            assert sent(repeat).duplicate and sent(repeat).message == sent(results[i]).message
 
     def waiting() -> int:
         with db(url) as conn:
@@ -414,8 +522,13 @@ async def test_concurrent_identical_sends_store_one_message(
     assert assert_rooms_consistent(url, [room]) == {room: 1}
     # The next send continues the sequence without a gap.
     after = sent(
-        await big_store.send_message(
-            room_id=room, user_id=alice, type="text", content=text("next"), temp_id="next"
+        await send_one(
+            big_store,
+            room_id=room,
+            user_id=alice,
+            type="text",
+            content=text("next"),
+            temp_id="next",
         )
     )
     assert after.message.seq == 2
@@ -426,7 +539,7 @@ async def test_concurrent_identical_sends_store_one_message(
 
 async def send_n(store: Store, room: uuid.UUID, user: uuid.UUID, n: int) -> list[Sent]:
     return [
-        sent(await store.send_message(room_id=room, user_id=user, type="text", content=text(i)))
+        sent(await send_one(store, room_id=room, user_id=user, type="text", content=text(i)))
         for i in range(n)
     ]
 
@@ -498,10 +611,10 @@ async def test_join_room_starts_after_the_read_mark_or_since_message_id(store: S
         # Interleaved with another room, so this room's ids have holes.
         ids.append(
             sent(
-                await store.send_message(room_id=room, user_id=alice, type="text", content=text(i))
+                await send_one(store, room_id=room, user_id=alice, type="text", content=text(i))
             ).message.id
         )
-        await store.send_message(room_id=other, user_id=alice, type="text", content=text(i))
+        await send_one(store, room_id=other, user_id=alice, type="text", content=text(i))
     assert ids[1] - ids[0] == 2
 
     backfill = await store.join_room(room, bob, 4)
@@ -627,13 +740,11 @@ def test_migration_0003_numbers_existing_messages_and_keeps_duplicates(
 
         # The send path continues each room's sequence, and a retry of a surviving key gets
         # the original.
-        new = q.send_message(
-            conn, room_id=room, user_id=alice, type="text", content={}, temp_id="w", reply_to=None
+        [new, retry] = send.send_messages(
+            conn,
+            [NewMessage(room, alice, "text", {}, "w"), NewMessage(room, alice, "text", {}, "x")],
         )
         assert isinstance(new, Sent) and new.message.seq == 7
-        retry = q.send_message(
-            conn, room_id=room, user_id=alice, type="text", content={}, temp_id="x", reply_to=None
-        )
         assert isinstance(retry, Sent) and retry.duplicate and retry.message.id == ids[0]
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(

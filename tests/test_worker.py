@@ -14,7 +14,7 @@ from arcyou_trio.client import ChatClient
 from arcyou_trio.config import Settings
 from arcyou_trio.store import Store
 from tests.conftest import db, make_room, running_system
-from tests.helpers import redis_server, wait_for
+from tests.helpers import redis_server, send_one, wait_for
 
 
 def global_channel(settings: Settings) -> str:
@@ -29,9 +29,7 @@ def outbox_rows(url: str) -> list[tuple[int, str, int, str | None, str | None]]:
 
 
 async def send_direct(store: Store, room: uuid.UUID, user: uuid.UUID, text: str) -> int:
-    message = await store.send_message(
-        room_id=room, user_id=user, type="text", content={"text": text}
-    )
+    message = await send_one(store, room_id=room, user_id=user, type="text", content={"text": text})
     assert not isinstance(message, type(None))
     return message.id  # type: ignore[union-attr]
 
@@ -61,7 +59,13 @@ async def test_unreachable_redis_backs_off_then_marks_dead(settings: Settings) -
         await wait_for(dead, what="row to be dead")
         (_, status, attempts, error, _) = outbox_rows(settings.database_url)[0]
         assert attempts == 3 and error
-        assert worker.stats.dead == 1 and worker.stats.published == 0
+
+        # The row is dead once mark_failed commits; the worker counts it when that call returns.
+        async def counted() -> bool:
+            return worker.stats.dead == 1
+
+        await wait_for(counted, what="worker to count the dead row")
+        assert worker.stats.published == 0
 
 
 async def test_backoff_schedules_next_attempt(settings: Settings) -> None:

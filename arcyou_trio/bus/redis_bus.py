@@ -236,7 +236,7 @@ class Subscriber:
         max_buffered: int,
     ) -> None:
         self._client = client
-        self._pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        self._pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
         self._token = token
         self._timeout_s = timeout_s
         self._max_buffered = max_buffered

@@ -30,7 +30,8 @@ class ClientClosed(ArcyouError):
         self.reason = reason
 
 
-def _split_ws_url(url: str) -> tuple[str, int, str]:
+def split_ws_url(url: str) -> tuple[str, int, str]:
+    """(host, port, resource) of a ``ws://`` URL; ``ValueError`` for anything else."""
     parts = urlsplit(url)
     if parts.scheme != "ws" or not parts.hostname:
         raise ValueError(f"expected a ws:// URL, got {url!r}")
@@ -47,7 +48,7 @@ async def open_websocket(
     (trio-websocket's own ``open_websocket_url`` leaves the socket open when the server closed
     the WebSocket first.)
     """
-    host, port, resource = _split_ws_url(url)
+    host, port, resource = split_ws_url(url)
     stream = await trio.open_tcp_stream(host, port)
     async with websocket_over(
         stream,

@@ -8,6 +8,10 @@ while frames wait) drains in order. So ordering holds and a slow reader only eve
 past the slow-consumer rule for live events the connection is closed; unread replies and backfill
 instead hold back the reading of its next request. Short-lived tasks (a ping waiting for its
 pong, a gap fill) run in a second nursery.
+
+This module does the I/O only: what a refusal or failure tells the client is
+:mod:`arcyou_trio.protocol.outcomes`, and every database or Redis step is bounded by the store or
+the hub (``DB_TIMEOUT_MS``), not here.
 """
 
 from __future__ import annotations
@@ -22,30 +26,19 @@ import trio_websocket
 
 from arcyou_trio.auth import Verifier
 from arcyou_trio.config import Settings
-from arcyou_trio.errors import (
-    AuthError,
-    BusUnavailable,
-    StoreError,
-    StoreTimeout,
-    StoreUnavailable,
-)
+from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
 from arcyou_trio.gateway.rooms import RoomHub
 from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
 from arcyou_trio.gateway.wireframe import backfill_frames, json_frame, send_frames, write_now
-from arcyou_trio.protocol import messages
+from arcyou_trio.protocol import messages, outcomes
+from arcyou_trio.protocol.outcomes import Refusal
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
-from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED, Phase, Session
-from arcyou_trio.store import NewMessage, Refusal, Store
+from arcyou_trio.protocol.session import Phase, Session
+from arcyou_trio.store import NewMessage, Store
 
 log = logging.getLogger(__name__)
-
-UNAVAILABLE = "Service temporarily unavailable"
-REPLY_NOT_FOUND = "reply_to_message_id not found in this room"
-AHEAD_OF_ROOM = "last_read_message_id is ahead of the room's last message"
-# The field of a failed auth reply that carries AuthError.reason (arcyou_trio.auth.REASONS).
-AUTH_REASON = "reason"
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -109,7 +102,6 @@ class Connection:
         self._close: tuple[int, str] | None = None
         self._flush = True
         self._mid_frame = False
-        self._db_timeout_s = settings.db_timeout_ms / 1000
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -259,9 +251,8 @@ class Connection:
             while (after := self.session.gap(room_id)) is not None:
                 await self.queue.wait_for_room()
                 try:
-                    with trio.fail_after(self._db_timeout_s):
-                        page = await self.ctx.hub.page(room_id, after)
-                except (StoreError, trio.TooSlowError) as exc:
+                    page = await self.ctx.hub.page(room_id, after)
+                except StoreError as exc:
                     log.warning("filling room %s for %s failed: %s", room_id, self.peer, exc)
                     await trio.sleep(self.ctx.settings.gap_wait_ms / 1000 + 0.5)
                     continue
@@ -327,12 +318,8 @@ class Connection:
         except AuthError as exc:
             # The peer and the reason, never the token.
             log.info("auth failed from %s: %s (%s)", self.peer, exc.reason, exc)
-            reply = messages.error_reply(RequestError("auth", UNAUTHORIZED))
-            # The seed's reply plus a machine-readable reason (JWT mode only: dev-mode tokens
-            # are plain UUIDs, and its replies stay exactly the seed's).
-            if not verifier.dev_mode:
-                reply[AUTH_REASON] = exc.reason
-            self._reply(reply)
+            # Dev-mode tokens are plain UUIDs: no reason, the replies stay exactly the seed's.
+            self._reply(outcomes.auth_failed(None if verifier.dev_mode else exc.reason))
             return
         self.session.authenticated(user_id)
         self._reply(messages.auth_ok(user_id))
@@ -346,20 +333,19 @@ class Connection:
         room_id = request.room_id
         self.session.begin_join(room_id)
         try:
-            with trio.fail_after(self._db_timeout_s):
-                await self.ctx.hub.add(room_id, self)
-                backfill = await self.ctx.store.join_room(
-                    room_id,
-                    self._user,
-                    self.ctx.settings.backfill_limit,
-                    request.since_message_id,
-                )
-        except (StoreError, BusUnavailable, trio.TooSlowError) as exc:
+            await self.ctx.hub.add(room_id, self)
+            backfill = await self.ctx.store.join_room(
+                room_id,
+                self._user,
+                self.ctx.settings.backfill_limit,
+                request.since_message_id,
+            )
+        except (StoreError, BusUnavailable) as exc:
             self._abort_join(room_id)
             raise self._unavailable("join", exc, room_id=room_id) from None
         if backfill is None:
             self._abort_join(room_id)
-            raise RequestError("join", FORBIDDEN, room_id=str(room_id))
+            raise outcomes.refused("join", Refusal.NOT_MEMBER, room_id=room_id)
         self._reply(messages.join_ok(room_id))
         out = self.session.end_join(
             room_id,
@@ -380,77 +366,42 @@ class Connection:
 
     async def _send_message(self, request: Send) -> None:
         try:
-            with trio.fail_after(self._db_timeout_s):
-                if request.reply_to_message_id is None:
-                    # The common case goes through group commit.
-                    result = await self.ctx.sender.send(
-                        NewMessage(
-                            room_id=request.room_id,
-                            user_id=self._user,
-                            type=request.type.value,
-                            content=request.content,
-                            temp_id=request.temp_id,
-                        )
-                    )
-                else:
-                    result = await self.ctx.store.send_message(
-                        room_id=request.room_id,
-                        user_id=self._user,
-                        type=request.type.value,
-                        content=request.content,
-                        temp_id=request.temp_id,
-                        reply_to=request.reply_to_message_id,
-                    )
-        except (StoreError, trio.TooSlowError) as exc:
+            # Every send goes through group commit.
+            result = await self.ctx.sender.send(
+                NewMessage(
+                    room_id=request.room_id,
+                    user_id=self._user,
+                    type=request.type.value,
+                    content=request.content,
+                    temp_id=request.temp_id,
+                    reply_to=request.reply_to_message_id,
+                )
+            )
+        except StoreError as exc:
             raise self._unavailable("send", exc, temp_id=request.temp_id) from None
-        if result is Refusal.NOT_MEMBER:
-            raise RequestError("send", FORBIDDEN, request.temp_id, str(request.room_id))
-        if result is Refusal.REPLY_NOT_FOUND:
-            raise RequestError("send", REPLY_NOT_FOUND, request.temp_id, str(request.room_id))
-        assert not isinstance(result, Refusal)
+        if isinstance(result, Refusal):
+            raise outcomes.refused("send", result, temp_id=request.temp_id, room_id=request.room_id)
         self._reply(messages.send_ok(result.message.id, request.temp_id))
 
     async def _ack(self, request: Ack) -> None:
         try:
-            with trio.fail_after(self._db_timeout_s):
-                result = await self.ctx.store.ack(
-                    request.room_id, self._user, request.last_read_message_id
-                )
-        except (StoreError, trio.TooSlowError) as exc:
+            result = await self.ctx.store.ack(
+                request.room_id, self._user, request.last_read_message_id
+            )
+        except StoreError as exc:
             raise self._unavailable("ack", exc, room_id=request.room_id) from None
-        if result is Refusal.NOT_MEMBER:
-            raise RequestError("ack", FORBIDDEN, room_id=str(request.room_id))
-        if result is Refusal.AHEAD_OF_ROOM:
-            raise RequestError("ack", AHEAD_OF_ROOM, room_id=str(request.room_id))
-        assert isinstance(result, int)
+        if isinstance(result, Refusal):
+            raise outcomes.refused("ack", result, room_id=request.room_id)
         self._reply(messages.ack_ok(request.room_id, result))
 
     def _unavailable(
         self,
         op: str,
-        exc: BaseException,
+        exc: StoreError | BusUnavailable,
         *,
         temp_id: str | None = None,
         room_id: uuid.UUID | None = None,
     ) -> RequestError:
         self.ctx.stats.errors += 1
         log.warning("%s failed for %s: %s", op, self.peer, exc or type(exc).__name__)
-        return RequestError(
-            op,
-            UNAVAILABLE,
-            temp_id,
-            None if room_id is None else str(room_id),
-            reason=_unavailable_reason(exc),
-        )
-
-
-# The "reason" of a "Service temporarily unavailable" reply. In every case nothing was stored
-# that the client cannot find by retrying: a send retried with its temp_id is stored once.
-def _unavailable_reason(exc: BaseException) -> str:
-    if isinstance(exc, StoreTimeout | trio.TooSlowError):
-        return "timeout"
-    if isinstance(exc, StoreUnavailable):
-        return "database_unavailable"
-    if isinstance(exc, BusUnavailable):
-        return "pubsub_unavailable"
-    return "database_error"
+        return outcomes.unavailable(op, exc, temp_id=temp_id, room_id=room_id)

@@ -10,7 +10,9 @@ running during a large fan-out.
 In ``perconv`` mode the hub holds exactly the subscriptions its connections need: the first
 local member of a room subscribes ``conv:{room}`` (and the join waits for Redis to confirm, so
 no event published after the join's backfill can be missed); the last one leaving unsubscribes,
-done by a janitor task so that a disconnect never waits on Redis.
+done by a janitor task so that a disconnect never waits on Redis. That wait is bounded like a
+database step (``DB_TIMEOUT_MS`` unless told otherwise): past it the join fails with
+:class:`~arcyou_trio.errors.BusTimeout`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import trio
 
 from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
-from arcyou_trio.errors import BusUnavailable, StoreError
+from arcyou_trio.errors import BusTimeout, BusUnavailable, StoreError
 from arcyou_trio.gateway.wireframe import backfill_frames, text_frame
 from arcyou_trio.store import Store
 
@@ -69,13 +71,19 @@ class RoomHub:
         *,
         page_size: int,
         resync_interval_s: float = 0.0,
+        subscribe_timeout_s: float | None = None,
     ) -> None:
+        """``subscribe_timeout_s`` bounds a join's wait for its subscription (perconv); by
+        default the store's timeout (``DB_TIMEOUT_MS``)."""
         self.channels = channels
         self.mode = channels.mode
         self._subscriber = subscriber
         self._store = store
         self._page_size = page_size
         self._resync_interval_s = resync_interval_s
+        self._subscribe_timeout_s = (
+            store.timeout_s if subscribe_timeout_s is None else subscribe_timeout_s
+        )
         # One database read per (room, after_seq) at a time, shared by every connection that
         # needs that page: after Redis lost events, a room's members all miss the same ones.
         self._pages: dict[tuple[uuid.UUID, int], _PageRead] = {}
@@ -90,14 +98,24 @@ class RoomHub:
     # -- membership ------------------------------------------------------------------------
 
     async def add(self, room_id: uuid.UUID, member: Member) -> None:
-        """Register ``member`` for live events of ``room_id``; subscribed when this returns."""
+        """Register ``member`` for live events of ``room_id``; subscribed when this returns.
+
+        Raises :class:`BusUnavailable` if the subscription fails, :class:`BusTimeout` if Redis
+        has not confirmed it in time (the member stays registered: the caller removes it).
+        """
         self._members.setdefault(room_id, set()).add(member)
         if self.mode is PubSubMode.PERCONV and room_id not in self._subscribed:
-            lock = self._locks.setdefault(room_id, trio.Lock())
-            async with lock:
-                if room_id not in self._subscribed:
-                    await self._subscriber.subscribe(self.channels.for_room(str(room_id)))
-                    self._subscribed.add(room_id)
+            with trio.move_on_after(self._subscribe_timeout_s):
+                lock = self._locks.setdefault(room_id, trio.Lock())
+                async with lock:
+                    if room_id not in self._subscribed:
+                        await self._subscriber.subscribe(self.channels.for_room(str(room_id)))
+                        self._subscribed.add(room_id)
+                return
+            raise BusTimeout(
+                f"redis did not confirm the subscription to room {room_id} within "
+                f"{self._subscribe_timeout_s * 1000:.0f} ms"
+            )
 
     def remove(self, room_id: uuid.UUID, member: Member) -> None:
         members = self._members.get(room_id)

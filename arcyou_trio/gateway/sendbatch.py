@@ -1,11 +1,16 @@
 """Group commit for the gateway: sends that arrive together are stored in one transaction.
 
-Each connection hands its ``send`` to the :class:`SendCoalescer` and waits for the outcome; a
-few flusher tasks each take everything queued (up to ``max_batch``) and store it with one
-transaction (:func:`arcyou_trio.store.send_batch.send_messages`). Under light load a batch is a
-single message and nothing waits; under heavy load one commit carries many messages, which is
-what lets durable sends/s exceed one-message-per-transaction. The reply still goes out only after
-the batch has committed, and per-room id order holds (see the store module).
+Every ``send`` goes through here. Each connection hands its send to the :class:`SendCoalescer`
+and waits for the outcome; a few flusher tasks each take everything queued (up to
+``max_batch``) and store it with one transaction (:func:`arcyou_trio.store.send.send_messages`).
+Under light load a batch is a single message and nothing waits; under heavy load one commit
+carries many messages, which is what lets durable sends/s exceed one-message-per-transaction.
+The reply still goes out only after the batch has committed, and per-room id order holds (see
+the store module).
+
+A send waits at most the store's timeout (``DB_TIMEOUT_MS``) in all, queueing included, then
+raises :class:`~arcyou_trio.errors.StoreTimeout`. Its message may still be stored by the batch
+it joined: a retry with the same temp_id gets it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import attrs
 import trio
 
-from arcyou_trio.errors import StoreError, StoreUnavailable
+from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
 from arcyou_trio.store import NewMessage, Refusal, Sent, Store
 
 log = logging.getLogger(__name__)
@@ -41,9 +46,14 @@ class SendCoalescer:
         self.messages = 0
 
     async def send(self, message: NewMessage) -> Sent | Refusal:
+        """Store ``message`` with the next batch; raises StoreError (StoreTimeout past the
+        store's timeout)."""
         pending = _Pending(message)
-        await self._send.send(pending)
-        await pending.done.wait()
+        with trio.move_on_after(self.store.timeout_s) as waited:
+            await self._send.send(pending)
+            await pending.done.wait()
+        if waited.cancelled_caught:
+            raise StoreTimeout(f"send not stored within {self.store.timeout_s * 1000:.0f} ms")
         if pending.error is not None:
             raise pending.error
         assert pending.result is not None

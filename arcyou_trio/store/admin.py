@@ -10,7 +10,7 @@ import uuid
 import psycopg
 
 from arcyou_trio.errors import StoreUnavailable
-from arcyou_trio.store import queries
+from arcyou_trio.store.rooms import create_room
 
 SAMPLE_ROOM_NAME = "arcyou-dev-sample"
 
@@ -25,7 +25,7 @@ def ensure_sample_room(conninfo: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
             ).fetchone()
             if row is None:
                 users = [uuid.uuid4(), uuid.uuid4()]
-                room_id = queries.create_room(
+                room_id = create_room(
                     conn,
                     SAMPLE_ROOM_NAME,
                     [(users[0], "owner"), (users[1], "participant")],

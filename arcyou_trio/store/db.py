@@ -5,10 +5,12 @@ Why threads: on this machine the same send transaction ran at ~1,250 tx/s throug
 trio-asyncio (docs/architecture.md). A :class:`trio.CapacityLimiter` sized to the pool keeps
 threads from queueing on the pool.
 
-Cancellation still works: the trio side abandons the thread at once
-(``abandon_on_cancel=True``) and asks the server to cancel the running statement, so the thread
-gets ``QueryCanceled`` promptly, rolls back and returns its connection to the pool: nothing
-leaks. Library exceptions are translated into :mod:`arcyou_trio.errors` here.
+Every call is bounded by ``DB_TIMEOUT_MS``: past it the call raises :class:`StoreTimeout`, so
+callers need no timeout of their own. Cancellation (that timeout, or the caller's) still works:
+the trio side abandons the thread at once (``abandon_on_cancel=True``) and asks the server to
+cancel the running statement, so the thread gets ``QueryCanceled`` promptly, rolls back and
+returns its connection to the pool: nothing leaks. Library exceptions are translated into
+:mod:`arcyou_trio.errors` here.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import trio
 
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
-from arcyou_trio.store import queries, send_batch
-from arcyou_trio.store.queries import Backfill, OutboxRow, Page, Refusal, Sent
-from arcyou_trio.store.send_batch import NewMessage
+from arcyou_trio.store import messages, outbox, rooms, send
+from arcyou_trio.store.rows import Backfill, OutboxRow, Page, Refusal, Sent
+from arcyou_trio.store.send import NewMessage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ Conn = psycopg.Connection[Any]
 DOWN_RETRY_S = 1.0
 #: How long that one call waits for a pooled connection.
 PROBE_ACQUIRE_S = 0.5
+#: Waiting for a pooled connection may take this share of a call's DB_TIMEOUT_MS.
+ACQUIRE_SHARE = 0.8
 
 
 class _Running:
@@ -64,10 +68,14 @@ class _Running:
 class Store:
     """Every database operation the gateway and worker need, as trio-friendly coroutines."""
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool[Conn], acquire_timeout_s: float) -> None:
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Conn], timeout_s: float) -> None:
         self._pool = pool
         self._limiter = trio.CapacityLimiter(pool.max_size)
-        self._acquire_timeout_s = acquire_timeout_s
+        self._timeout_s = timeout_s
+        # Waiting for a pooled connection gives up a little before the call's own timeout, so an
+        # unreachable server shows as StoreUnavailable (and makes calls fail fast) rather than
+        # as a timeout.
+        self._acquire_timeout_s = ACQUIRE_SHARE * timeout_s
         # Fail fast while PostgreSQL is down: after a failure to reach it, calls fail at once
         # for DOWN_RETRY_S; then one call at a time tries again (the others keep failing fast).
         self._down_until = 0.0
@@ -98,22 +106,30 @@ class Store:
             reconnect_timeout=0,
         )
         timeout_s = settings.db_timeout_ms / 1000
-        # Waiting for a pooled connection gives up a little before callers' DB_TIMEOUT_MS, so an
-        # unreachable server shows as StoreUnavailable (and makes calls fail fast) rather than
-        # as the caller's own timeout.
-        acquire_timeout_s = 0.8 * timeout_s
         try:
             await trio.to_thread.run_sync(lambda: pool.open(wait=wait, timeout=timeout_s))
         except psycopg_pool.PoolTimeout as exc:
             await trio.to_thread.run_sync(pool.close)
             raise StoreUnavailable("cannot reach PostgreSQL") from exc
         try:
-            yield cls(pool, acquire_timeout_s)
+            yield cls(pool, timeout_s)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(lambda: pool.close(timeout=timeout_s))
 
+    @property
+    def timeout_s(self) -> float:
+        """How long one call may take (``DB_TIMEOUT_MS``) before it raises StoreTimeout."""
+        return self._timeout_s
+
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` on a pool thread, within ``DB_TIMEOUT_MS``."""
+        with trio.move_on_after(self._timeout_s):
+            return await self._run_checked(fn, *args, **kwargs)
+        # The statement was cancelled on the server too (_run_thread).
+        raise StoreTimeout(f"database call took longer than {self._timeout_s * 1000:.0f} ms")
+
+    async def _run_checked(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._down_until:
             if self._probing or trio.current_time() < self._down_until:
                 raise StoreUnavailable("database unavailable (reconnecting)")
@@ -191,60 +207,39 @@ class Store:
     ) -> Backfill | None:
         """Membership check and the first page after the read mark (or ``since_message_id``),
         from one snapshot; None when not a member."""
-        return await self._run(queries.join_room, room_id, user_id, limit, since_message_id)
+        return await self._run(messages.join_room, room_id, user_id, limit, since_message_id)
 
     async def messages_after(self, room_id: uuid.UUID, after_seq: int, limit: int) -> Page:
         """Up to ``limit`` messages of the room with seq > ``after_seq``, oldest first."""
-        return await self._run(queries.messages_after, room_id, after_seq, limit)
+        return await self._run(messages.messages_after, room_id, after_seq, limit)
 
     async def room_last_seqs(self, room_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
         """Each existing room's newest seq, in one query."""
-        return await self._run(queries.room_last_seqs, room_ids)
-
-    async def send_message(
-        self,
-        *,
-        room_id: uuid.UUID,
-        user_id: uuid.UUID,
-        type: str,
-        content: dict[str, Any],
-        temp_id: str | None = None,
-        reply_to: int | None = None,
-    ) -> Sent | Refusal:
-        """Store one message; a repeated (room, sender, temp_id) returns the original as a
-        duplicate and stores nothing."""
-        return await self._run(
-            queries.send_message,
-            room_id=room_id,
-            user_id=user_id,
-            type=type,
-            content=content,
-            temp_id=temp_id,
-            reply_to=reply_to,
-        )
+        return await self._run(messages.room_last_seqs, room_ids)
 
     async def send_messages(self, items: Sequence[NewMessage]) -> list[Sent | Refusal]:
-        """Group commit: all of ``items`` in one transaction (see :mod:`.send_batch`)."""
-        return await self._run(send_batch.send_messages, items)
+        """Store all of ``items`` in one transaction, results in ``items``' order; a repeated
+        (room, sender, temp_id) gets the original as a duplicate (see :mod:`.send`)."""
+        return await self._run(send.send_messages, items)
 
     async def ack(self, room_id: uuid.UUID, user_id: uuid.UUID, last_read: int) -> int | Refusal:
-        return await self._run(queries.ack, room_id, user_id, last_read)
+        return await self._run(messages.ack, room_id, user_id, last_read)
 
     # -- worker ----------------------------------------------------------------------------
 
     async def claim_outbox(self, worker: str, limit: int, lease_ms: int) -> list[OutboxRow]:
-        return await self._run(queries.claim_outbox, worker, limit, lease_ms)
+        return await self._run(outbox.claim_outbox, worker, limit, lease_ms)
 
     async def mark_published(self, ids: Sequence[int], worker: str) -> int:
-        return await self._run(queries.mark_published, ids, worker)
+        return await self._run(outbox.mark_published, ids, worker)
 
     async def mark_failed(
         self, delays_ms: Sequence[tuple[int, int]], worker: str, error: str, max_attempts: int
     ) -> int:
-        return await self._run(queries.mark_failed, delays_ms, worker, error, max_attempts)
+        return await self._run(outbox.mark_failed, delays_ms, worker, error, max_attempts)
 
     async def release(self, ids: Sequence[int], worker: str) -> int:
-        return await self._run(queries.release, ids, worker)
+        return await self._run(outbox.release, ids, worker)
 
     # -- rooms and health ------------------------------------------------------------------
 
@@ -254,13 +249,13 @@ class Store:
         members: Sequence[tuple[uuid.UUID, str]],
         description: str | None = None,
     ) -> uuid.UUID:
-        return await self._run(queries.create_room, name, members, description)
+        return await self._run(rooms.create_room, name, members, description)
 
     async def add_member(self, room_id: uuid.UUID, user_id: uuid.UUID, role: str) -> None:
-        await self._run(queries.add_member, room_id, user_id, role)
+        await self._run(rooms.add_member, room_id, user_id, role)
 
     async def ping(self) -> None:
-        await self._run(queries.ping)
+        await self._run(rooms.ping)
 
     def pool_stats(self) -> dict[str, int]:
         return dict(self._pool.get_stats())

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import psycopg
 import trio
 
-from arcyou_trio.store.queries import OUTBOX_CHANNEL
+from arcyou_trio.store.outbox import OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
 
