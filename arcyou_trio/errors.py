@@ -24,10 +24,6 @@ class ConfigError(ArcyouError):
         self.problem = problem
 
 
-class ProtocolError(ArcyouError):
-    """A client frame violates the wire protocol (bad JSON, bad field, unknown op)."""
-
-
 class AuthError(ArcyouError):
     """A token could not be verified.
 
@@ -67,3 +63,28 @@ class BusUnavailable(BusError):
 
 class BusTimeout(BusUnavailable):
     """A Redis step did not finish in time (e.g. a subscribe Redis never confirmed)."""
+
+
+class StartupError(ArcyouError):
+    """A service could not start: a port in use, a server that cannot be reached at startup.
+
+    Printed as one line with exit code 2, like :class:`ConfigError`; ``hint`` says what to do.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem}; {hint}" if hint else problem)
+        self.problem = problem
+        self.hint = hint
+
+
+class PortInUse(StartupError):
+    """The address a listener should bind to is already taken."""
+
+    def __init__(self, host: str, port: int, variable: str = "PORT") -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port}: address already in use",
+            f"stop what is using it or set {variable} to another port",
+        )
+        self.host = host
+        self.port = port
+        self.variable = variable

@@ -15,6 +15,8 @@ import attrs
 import cattrs
 from cattrs.errors import AttributeValidationNote, ClassValidationError
 
+from arcyou_trio.errors import ArcyouError
+
 MAX_TEMP_ID_CHARS = 128
 MAX_TOKEN_CHARS = 8192
 MAX_OP_ECHO_CHARS = 32
@@ -72,7 +74,7 @@ OPS: dict[str, type[Auth] | type[Join] | type[Send] | type[Ack]] = {
 
 
 @attrs.frozen
-class RequestError(Exception):
+class RequestError(ArcyouError):
     """A request that cannot be served; becomes ``{"op", "success": false, "error", ...}``."""
 
     op: str
