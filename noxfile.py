@@ -1,6 +1,13 @@
-"""Developer and CI tasks: ``nox -s dev``, ``tests``, ``lint`` and ``typecheck``."""
+"""Developer and CI tasks: ``nox -s dev``, ``tests``, ``lint``, ``typecheck``, ``lock``, ...
+
+Every session installs under ``constraints.txt`` so a fresh clone checks and tests the same
+versions as CI; ``nox -s lock`` rebuilds that file from a fresh environment.
+"""
 
 from __future__ import annotations
+
+import datetime
+from pathlib import Path
 
 import nox
 
@@ -12,6 +19,14 @@ nox.options.error_on_missing_interpreters = True
 # without a python3.11 binary still runs every session.
 PYTHON = None
 
+CONSTRAINTS = ("-c", "constraints.txt")
+EVERYTHING = ("-e", ".[dev,test,lint,typecheck]", "-e", "./harness")
+
+
+def install(session: nox.Session, *args: str) -> None:
+    """``pip install`` pinned to the versions in constraints.txt."""
+    session.install(*CONSTRAINTS, *args)
+
 
 @nox.session(python=PYTHON)
 def dev(session: nox.Session) -> None:
@@ -19,21 +34,23 @@ def dev(session: nox.Session) -> None:
 
     Extra arguments go to ``arcyou-trio dev``: ``nox -s dev -- --fresh --port 9000``.
     """
-    session.install("-e", ".[dev]")
-    session.run("arcyou-trio", "dev", *session.posargs)
+    install(session, "-e", ".[dev]")
+    # The banner's chat commands must work as printed: this environment's arcyou-trio is not
+    # on the reader's PATH, `nox -s client -- ...` is.
+    session.run("arcyou-trio", "dev", "--client-command", "nox -s client --", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite against real PostgreSQL and Redis (see tests/conftest.py)."""
-    session.install("-e", ".[test]", "-e", "./harness")
+    install(session, "-e", ".[test]", "-e", "./harness")
     session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff lint (ASYNC, B, UP, I, ...) and formatting check."""
-    session.install("-e", ".[lint]")
+    install(session, "-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -41,7 +58,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[dev,typecheck]", "-e", "./harness")
+    install(session, "-e", ".[dev,typecheck]", "-e", "./harness")
     session.run("mypy")
     with session.chdir("harness"):
         session.run("mypy")
@@ -54,7 +71,7 @@ def fuzz(session: nox.Session) -> None:
     Local PostgreSQL and Redis unless URLs are given; extra arguments go to the fuzzer:
     ``nox -s fuzz -- --seed 7 --connections 16``.
     """
-    session.install("-e", ".[dev]", "-e", "./harness")
+    install(session, "-e", ".[dev]", "-e", "./harness")
     session.run("python", "-m", "arcyou_harness.fuzz", "--frames", "100000", *session.posargs)
 
 
@@ -67,7 +84,7 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` (about a minute), ``-- --scenarios 1,2 --gateways 2``.
     See docs/benchmarks.md.
     """
-    session.install("-e", ".[dev]", "-e", "./harness")
+    install(session, "-e", ".[dev]", "-e", "./harness")
     session.run(
         "python", "-m", "arcyou_harness.bench", "--out", "bench-results.json", *session.posargs
     )
@@ -82,7 +99,7 @@ def chaos(session: nox.Session) -> None:
     Writes chaos-results.json; extra arguments go to the harness: ``nox -s chaos -- --profile
     ci`` (about a minute), ``-- --seed 7 --messages 20000``. See docs/reliability.md.
     """
-    session.install("-e", ".[dev]", "-e", "./harness")
+    install(session, "-e", ".[dev]", "-e", "./harness")
     session.run(
         "python", "-m", "arcyou_harness.chaos", "--out", "chaos-results.json", *session.posargs
     )
@@ -98,5 +115,42 @@ def bridge(session: nox.Session) -> None:
     benchmark: ``nox -s bridge -- --seconds 10 --database-url postgresql://...``. See
     harness/README.md.
     """
-    session.install("-e", ".[dev]", "-e", "./harness")
+    install(session, "-e", ".[dev]", "-e", "./harness")
     session.run("python", "-m", "arcyou_harness.bridge", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def client(session: nox.Session) -> None:
+    """The command-line client: ``nox -s client -- --user <uuid> --room <uuid> --send hi``.
+
+    The same as ``arcyou-trio client ...`` where the package is installed; the dev banner
+    prints this form because ``nox -s dev`` installs into its own environment.
+    """
+    install(session, "-e", ".")
+    session.run("arcyou-trio", "client", *session.posargs)
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def lock(session: nox.Session) -> None:
+    """Rebuild constraints.txt: install everything unpinned into a fresh environment and
+    record the versions pip chose. Commit the result; every other session installs under it.
+    """
+    session.install("--upgrade", "pip")
+    session.install(*EVERYTHING)
+    frozen = session.run("pip", "freeze", "--exclude-editable", silent=True)
+    assert isinstance(frozen, str)
+    pins = sorted(
+        (line for line in frozen.splitlines() if line and not line.startswith("#")),
+        key=str.lower,
+    )
+    version = session.run(
+        "python", "-c", "import platform; print(platform.python_version())", silent=True
+    )
+    assert isinstance(version, str)
+    header = [
+        "# Versions every nox session installs under (pip install -c constraints.txt).",
+        f"# Written by `nox -s lock` on {datetime.date.today().isoformat()} with Python"
+        f" {version.strip()}; refresh it that way, do not edit by hand.",
+    ]
+    Path("constraints.txt").write_text("\n".join([*header, *pins]) + "\n")
+    session.log(f"constraints.txt: {len(pins)} pins")

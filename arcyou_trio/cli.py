@@ -1,7 +1,10 @@
 """The ``arcyou-trio`` command: ``gateway``, ``worker``, ``migrate``, ``dev`` and ``client``.
 
-Startup problems are reported as one line on stderr, never a traceback: a bad setting exits
-with code 2 naming the variable; an unreachable dependency at startup exits with code 1.
+Startup problems are reported as one line on stderr, never a traceback, with exit code 2: a
+bad setting (naming the variable), a port in use, a bad ``--url``, a gateway or (for
+``migrate``) a database that cannot be reached. A failure after a service started exits 1.
+``gateway``, ``worker`` and ``migrate`` run the same ``main`` as ``python -m
+arcyou_trio.gateway`` / ``.worker`` / ``.migrate``.
 """
 
 from __future__ import annotations
@@ -10,32 +13,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from arcyou_trio.config import Settings
-from arcyou_trio.errors import ArcyouError, ConfigError
-from arcyou_trio.runner import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    cancelled_on,
-    log,
-    run_service,
-    setup_logging,
-)
-
-
-def _migrate(settings: Settings) -> int:
-    from arcyou_trio.store import apply_migrations
-
-    try:
-        applied = apply_migrations(settings.database_url)
-    except ArcyouError as exc:
-        print(f"arcyou-trio migrate: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    for m in applied:
-        log.info("applied %04d_%s", m.version, m.name)
-    if not applied:
-        log.info("schema is up to date")
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--fresh", action="store_true", help="start from empty data")
     dev.add_argument("--no-sample", action="store_true", help="do not create the sample room")
     dev.add_argument("--port", type=int, help="gateway port (default: PORT or 8080)")
+    dev.add_argument(
+        "--client-command",
+        default="arcyou-trio client",
+        help="how the banner tells you to run the client (nox -s dev sets 'nox -s client --')",
+    )
 
     client = sub.add_parser("client", help="talk to a gateway: quick test or interactive chat")
     client.add_argument("--url", default="ws://127.0.0.1:8080", help="gateway WebSocket URL")
@@ -78,31 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_dev(args)
 
-    try:
-        settings = Settings.from_env()
-        if args.command == "gateway":
-            from arcyou_trio.auth import verifier_from_settings
-
-            verifier = verifier_from_settings(settings)
-    except ConfigError as exc:
-        print(f"arcyou-trio {args.command}: invalid configuration: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(settings.log_level, settings.log_format)
-    grace_s = settings.shutdown_grace_ms / 1000
-
-    if args.command == "migrate":
-        return _migrate(settings)
     if args.command == "gateway":
-        from arcyou_trio.gateway import run_gateway
+        from arcyou_trio.gateway.__main__ import main as gateway_main
 
-        return run_service(
-            "gateway", lambda stopping: run_gateway(settings, verifier, stopping), grace_s
-        )
-    from arcyou_trio.worker import run_worker
+        return gateway_main([])
+    if args.command == "worker":
+        from arcyou_trio.worker.__main__ import main as worker_main
 
-    return run_service(
-        "worker", lambda stopping: cancelled_on(stopping, lambda: run_worker(settings)), grace_s
-    )
+        return worker_main([])
+    from arcyou_trio.migrate import main as migrate_main
+
+    return migrate_main([])
 
 
 if __name__ == "__main__":

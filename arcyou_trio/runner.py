@@ -4,7 +4,13 @@ SIGINT and SIGTERM ask the service to stop (the gateway stops accepting and drai
 connections, the worker hands back its claimed rows) and cancel whatever still runs when the
 grace period ends; cleanups are shielded and bounded, and a watchdog ends the process if they
 still overrun. An :class:`~arcyou_trio.errors.ArcyouError` that
-ends the service is printed as one line (exit 2 for configuration, 1 otherwise), no traceback.
+ends the service is printed as one line, no traceback: exit 2 for a startup problem (a bad
+setting, a port in use: :class:`~arcyou_trio.errors.ConfigError`,
+:class:`~arcyou_trio.errors.StartupError`), 1 for a failure after the service started.
+
+:func:`service_main` is what every entry point (``python -m arcyou_trio.gateway``, ``.worker``,
+the CLI's subcommands) runs: settings from the environment or one line and exit 2, logging,
+then the service.
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from arcyou_trio.errors import ArcyouError, ConfigError
+from arcyou_trio.config import Settings
+from arcyou_trio.errors import ArcyouError, ConfigError, StartupError
 
 log = logging.getLogger("arcyou_trio")
 
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
+EXIT_CONFIG = 2  # any startup problem: configuration, a port in use, a server unreachable
+EXIT_FAILURE = 1  # a failure after the service started
 
 
 class JsonFormatter(logging.Formatter):
@@ -116,7 +123,7 @@ def report(name: str, exc: BaseException) -> int | None:
         return None
     code = EXIT_FAILURE
     for leaf in errors:
-        if isinstance(leaf, ConfigError):
+        if isinstance(leaf, ConfigError | StartupError):
             code = EXIT_CONFIG
         print(f"arcyou-trio {name}: {leaf}", file=sys.stderr)
     return code
@@ -145,3 +152,31 @@ def run_service(name: str, main: Callable[[trio.Event], Awaitable[None]], grace_
             raise
         return code
     return 0
+
+
+Service = Callable[[trio.Event], Awaitable[None]]
+
+
+def configure(name: str) -> Settings | int:
+    """Settings from the environment, logging set up; or the exit code after one line."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"arcyou-trio {name}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def service_main(name: str, build: Callable[[Settings], Service]) -> int:
+    """Configure, build the service from the settings (a ConfigError there is a startup
+    problem too, e.g. a bad key) and run it until a signal."""
+    settings = configure(name)
+    if isinstance(settings, int):
+        return settings
+    try:
+        service = build(settings)
+    except ConfigError as exc:
+        print(f"arcyou-trio {name}: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_service(name, service, settings.shutdown_grace_ms / 1000)

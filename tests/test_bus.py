@@ -105,10 +105,32 @@ async def test_publish_many_keeps_order_and_loses_nothing(redis_url: str, prefix
         nursery.cancel_scope.cancel()
 
 
-async def test_publish_many_of_nothing_and_ping(redis_url: str) -> None:
-    async with Bus.open(redis_url) as bus:
-        await bus.publish_many([])
-        await bus.ping()
+def command_calls(url: str) -> dict[str, int]:
+    """How many times Redis has run each command (``INFO commandstats``)."""
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+
+
+async def test_publish_many_of_nothing_sends_nothing_and_ping_round_trips(tmp_path: Path) -> None:
+    """``publish_many([])`` sends no command at all (so it succeeds even with Redis down);
+    ``ping`` makes one round trip, and raises ``BusUnavailable`` once Redis is gone."""
+    with redis_server(tmp_path) as server:  # our own server: nobody else's commands counted
+        async with Bus.open(server.url, timeout_s=2) as bus:
+            before = await trio.to_thread.run_sync(command_calls, server.url)
+            await bus.publish_many([])
+            await bus.ping()
+            after = await trio.to_thread.run_sync(command_calls, server.url)
+            assert after.get("publish", 0) == before.get("publish", 0)
+            assert after.get("ping", 0) == before.get("ping", 0) + 1
+            await trio.to_thread.run_sync(server.stop)
+            with trio.fail_after(10):
+                await bus.publish_many([])
+                with pytest.raises(BusUnavailable):
+                    await bus.ping()
 
 
 async def test_subscribe_returns_after_redis_confirmed(redis_url: str, prefix: str) -> None:

@@ -142,7 +142,7 @@ async def test_bad_configuration_exits_2_with_one_line(
 async def test_migrate_reports_unreachable_database_in_one_line() -> None:
     env = base_env(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
     result = await trio.to_thread.run_sync(lambda: run_cli("arcyou_trio.migrate", env=env))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "cannot reach PostgreSQL" in result.stderr
 

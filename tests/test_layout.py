@@ -74,10 +74,10 @@ def test_the_rule_finds_private_uses() -> None:
     source = """
 import arcyou_trio.store._impl
 import arcyou_trio.store as store
-from arcyou_trio.store import _SEND, Store
+from arcyou_trio.store import _hidden, Store
 from arcyou_trio.client.chat import split_ws_url
 from arcyou_trio.store._private import x
-store.queries._SEND
+store.send._hidden
 Store._run
 arcyou_trio.__doc__
 split_ws_url.__name__
@@ -179,3 +179,78 @@ def test_product_wheel_contains_no_harness(tmp_path: Path) -> None:
     inside = {name.split("/")[1] for name in names if name.startswith("arcyou_trio/")}
     assert not inside & set(HARNESS_PACKAGES), sorted(inside)
     assert any(n.startswith("arcyou_trio/store/migrations/") and n.endswith(".sql") for n in names)
+
+
+# Who may import whom inside the product: a module imports its own package and lower layers
+# only, so the tree reads top-down (docs/architecture.md draws the same map).
+LAYERS: dict[str, int] = {
+    "errors": 0,
+    "config": 1,
+    "protocol": 2,
+    "runner": 2,
+    "auth": 3,
+    "store": 4,
+    "bus": 4,
+    "gateway": 5,
+    "worker": 5,
+    "migrate": 5,
+    "client": 6,
+    "devstack": 6,
+    "cli": 7,
+    "__main__": 8,
+}
+
+
+def product_part(path: Path) -> str:
+    rel = path.relative_to(PRODUCT)
+    return rel.parts[0].removesuffix(".py")
+
+
+def product_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if is_product(alias.name):
+                    yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and is_product(node.module or ""):
+            module = node.module or ""
+            if module == "arcyou_trio":
+                for alias in node.names:
+                    yield node.lineno, f"arcyou_trio.{alias.name}"
+            else:
+                yield node.lineno, module
+
+
+def test_every_product_part_has_a_layer() -> None:
+    parts = {product_part(p) for p in python_files(PRODUCT)} - {"__init__"}
+    assert parts <= set(LAYERS), f"give these a layer in LAYERS: {sorted(parts - set(LAYERS))}"
+
+
+def test_imports_flow_down() -> None:
+    upward: list[str] = []
+    for path in python_files(PRODUCT):
+        part = product_part(path)
+        if part == "__init__":
+            continue
+        for lineno, module in product_imports(ast.parse(path.read_text(), str(path))):
+            target = module.split(".")[1] if "." in module else ""
+            if target in ("", part):
+                continue
+            if LAYERS.get(target, 99) >= LAYERS[part]:
+                rel = path.relative_to(ROOT)
+                upward.append(f"{rel}:{lineno}: {part} (layer {LAYERS[part]}) imports {module}")
+    assert not upward, "imports running up or across the layers:\n" + "\n".join(upward)
+
+
+def test_the_layer_rule_finds_an_upward_import() -> None:
+    tree = ast.parse("from arcyou_trio.cli import main\nimport arcyou_trio.store.db\n")
+    assert [m for _, m in product_imports(tree)] == ["arcyou_trio.cli", "arcyou_trio.store.db"]
+    assert LAYERS["cli"] > LAYERS["gateway"] > LAYERS["store"] > LAYERS["protocol"]
+
+
+def test_product_modules_are_small() -> None:
+    lines = {
+        str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in python_files(PRODUCT)
+    }
+    big = {path: n for path, n in lines.items() if n > 500}
+    assert not big, f"split these (over 500 lines): {big}"

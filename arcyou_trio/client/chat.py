@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,12 +32,21 @@ class ClientClosed(ArcyouError):
 
 
 def split_ws_url(url: str) -> tuple[str, int, str]:
-    """(host, port, resource) of a ``ws://`` URL; ``ValueError`` for anything else."""
-    parts = urlsplit(url)
-    if parts.scheme != "ws" or not parts.hostname:
-        raise ValueError(f"expected a ws:// URL, got {url!r}")
+    """(host, port, resource) of a ``ws://`` or ``wss://`` URL; ``ValueError`` for anything
+    else (use :func:`is_tls` for the scheme)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # e.g. a port that is not a number
+        raise ValueError(f"expected a ws:// or wss:// URL, got {url!r}: {exc}") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"expected a ws:// or wss:// URL, got {url!r}")
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.hostname, parts.port or 80, resource
+    return parts.hostname, port or (443 if parts.scheme == "wss" else 80), resource
+
+
+def is_tls(url: str) -> bool:
+    return urlsplit(url).scheme == "wss"
 
 
 @asynccontextmanager
@@ -49,7 +59,15 @@ async def open_websocket(
     the WebSocket first.)
     """
     host, port, resource = split_ws_url(url)
-    stream = await trio.open_tcp_stream(host, port)
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
+    if is_tls(url):
+        # wss://: TLS terminated by the ingress or proxy in front of the gateways; the
+        # certificate is checked against the system's trust store.
+        stream = await trio.open_ssl_over_tcp_stream(
+            host, port, ssl_context=ssl.create_default_context()
+        )
+    else:
+        stream = await trio.open_tcp_stream(host, port)
     async with websocket_over(
         stream,
         host,
@@ -62,7 +80,7 @@ async def open_websocket(
 
 @asynccontextmanager
 async def websocket_over(
-    stream: trio.SocketStream,
+    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream],
     host: str,
     resource: str,
     *,

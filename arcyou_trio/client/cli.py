@@ -14,9 +14,10 @@ import uuid
 from typing import Any
 
 import trio
+import trio_websocket
 
-from arcyou_trio.client.chat import ChatClient, ClientClosed
-from arcyou_trio.runner import leaves
+from arcyou_trio.client.chat import ChatClient, ClientClosed, split_ws_url
+from arcyou_trio.runner import EXIT_CONFIG, leaves
 
 
 def format_event(event: dict[str, Any]) -> str:
@@ -84,6 +85,14 @@ async def interactive(args: argparse.Namespace) -> None:
 
 def run_client(args: argparse.Namespace) -> int:
     try:
+        split_ws_url(args.url)
+    except ValueError:
+        print(
+            f"arcyou-trio client: --url must be a ws:// or wss:// URL, got {args.url!r}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    try:
         trio.run(quick_test if args.send is not None else interactive, args)
     except BaseException as exc:
         # Errors raised inside the client's task groups arrive wrapped in exception groups.
@@ -93,7 +102,15 @@ def run_client(args: argparse.Namespace) -> int:
         for leaf in errors:
             if isinstance(leaf, trio.TooSlowError):
                 print(f"arcyou-trio client: no reply within {args.timeout_s} s", file=sys.stderr)
-            elif isinstance(leaf, Failed | ClientClosed | OSError):
+            elif isinstance(leaf, OSError | trio_websocket.HandshakeError):
+                # Nothing was exchanged: a startup problem (wrong URL, gateway not running).
+                print(
+                    f"arcyou-trio client: cannot connect to {args.url}: {leaf}; is the gateway"
+                    " running there?",
+                    file=sys.stderr,
+                )
+                return EXIT_CONFIG
+            elif isinstance(leaf, Failed | ClientClosed):
                 print(f"arcyou-trio client: {leaf}", file=sys.stderr)
             else:
                 raise

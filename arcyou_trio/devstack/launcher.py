@@ -23,7 +23,7 @@ import trio
 from arcyou_trio.auth import Verifier, verifier_from_settings
 from arcyou_trio.config import Settings
 from arcyou_trio.devstack.servers import LocalPostgres, LocalRedis
-from arcyou_trio.errors import ArcyouError, ConfigError
+from arcyou_trio.errors import ArcyouError, ConfigError, StoreUnavailable
 from arcyou_trio.runner import EXIT_CONFIG, EXIT_FAILURE, report, run_service, setup_logging
 
 DEV_DATABASE = "arcyou"
@@ -43,6 +43,9 @@ class Banner:
     database: str
     redis: str
     sample: tuple[uuid.UUID, list[uuid.UUID]] | None
+    # How the reader runs the client where they are: `nox -s dev` passes "nox -s client --"
+    # because its environment's arcyou-trio is not on their PATH.
+    client_command: str = "arcyou-trio client"
 
     def render(self, port: int) -> str:
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
@@ -62,7 +65,7 @@ class Banner:
             lines.append(f"  Sample room {room}, members {', '.join(map(str, users))}")
             lines.append("  Chat from two terminals:")
             for user in users[:2]:
-                lines.append(f"    arcyou-trio client --url {ws} --room {room} --user {user}")
+                lines.append(f"    {self.client_command} --url {ws} --room {room} --user {user}")
         lines += ["  Ctrl-C stops everything.", ""]
         return "\n".join(lines)
 
@@ -139,7 +142,7 @@ def run_dev(args: argparse.Namespace) -> int:
             database = "from DATABASE_URL"
         if redis_note == "external":
             redis_note = "from REDIS_URL"
-        banner = Banner(settings, database, redis_note, sample)
+        banner = Banner(settings, database, redis_note, sample, args.client_command)
         return run_service(
             "dev",
             lambda stopping: serve_dev(settings, verifier, banner, stopping),
@@ -147,6 +150,9 @@ def run_dev(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         print(f"arcyou-trio dev: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreUnavailable as exc:
+        print(f"arcyou-trio dev: {exc}; start PostgreSQL or set DATABASE_URL", file=sys.stderr)
         return EXIT_CONFIG
     except ArcyouError as exc:
         return report("dev", exc) or EXIT_FAILURE

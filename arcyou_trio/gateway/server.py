@@ -8,6 +8,7 @@ exception that is not a cancellation.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -18,6 +19,7 @@ import trio_websocket
 from arcyou_trio.auth import Verifier
 from arcyou_trio.bus import Bus, Channels
 from arcyou_trio.config import Settings
+from arcyou_trio.errors import PortInUse
 from arcyou_trio.gateway.connection import (
     CLOSE_INTERNAL,
     Connection,
@@ -115,7 +117,7 @@ async def serve_gateway(
             async with trio.open_nursery() as accepting:
                 listeners: list[trio.SocketListener] = await accepting.start(
                     partial(
-                        trio.serve_tcp,
+                        serve_tcp,
                         _contained(handler, ctx),
                         settings.port,
                         host=settings.host,
@@ -160,6 +162,26 @@ async def _keepalive(ctx: GatewayContext) -> None:
             conn.start_ping()
             if i % PINGS_PER_TURN == PINGS_PER_TURN - 1:
                 await trio.lowlevel.checkpoint()
+
+
+async def serve_tcp(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    port: int,
+    *,
+    host: str | None,
+    handler_nursery: trio.Nursery,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``trio.serve_tcp``, with a port already taken reported as :class:`PortInUse`."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(host or "*", port) from exc
+        raise
+    await trio.serve_listeners(
+        handler, listeners, handler_nursery=handler_nursery, task_status=task_status
+    )
 
 
 async def run_gateway(

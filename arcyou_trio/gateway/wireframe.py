@@ -16,8 +16,28 @@ fragmented messages and the closing handshake, and we check the close state firs
 connection, a frame is written straight to its (non-blocking) socket from the task that produced
 it, with no task switch at all; only what the socket does not take at once goes through the
 connection's writer task. During a fan-out that is one ``write(2)`` per member.
-trio-websocket is pinned in pyproject.toml; tests/test_wireframe.py checks these assumptions
-against the installed version.
+
+Assumptions about trio-websocket internals (private members of ``WebSocketConnection``; this
+module is the only place in ``arcyou_trio`` that touches them):
+
+- ``_stream``: the very stream the connection was made on (the gateway's ``PrefixedStream``,
+  whose ``socket`` is the connection's non-blocking socket); bytes given to its ``send_all`` go
+  to the peer as they are.
+- ``_stream_lock``: a :class:`trio.StrictFIFOLock` that trio-websocket holds around every write
+  to ``_stream`` (messages, pings, pongs, the close frame), so holding it orders our writes with
+  its own, and while it is locked someone is writing.
+- ``_close_reason``: ``None`` while the connection is open; a (truthy) ``CloseReason`` from the
+  moment closing starts, from either side, before the close frame is written; ``ws.closed``
+  returns it. Nothing may be written once it is set.
+- ``_abort_web_socket()``: a coroutine method taking no arguments, called (as trio-websocket's
+  ``_send`` does) after a write failed, with ``_stream_lock`` held. It does no I/O and takes no
+  lock, so it returns without waiting on the peer; afterwards ``_close_reason`` is set (1006
+  unless a reason was already there) and ``get_message``/``send_message`` raise
+  ``ConnectionClosed``. It does not close the stream (``trio.serve_tcp`` does once the
+  connection's handler returns).
+
+trio-websocket is pinned in pyproject.toml; tests/test_wireframe.py checks each of these
+assumptions against the installed version (one test each).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import attrs
 
 def _slack(now_ms: float, capacity: int, refill_ms: int) -> float:
     """Rounding slack in tokens: refill is computed in floating point from clock readings, so
-    waiting exactly ``retry_after_ms`` (or ``refill_ms``) can leave 0.9999999 of a token. The
-    error grows with the clock's magnitude (its ulp), so the slack does too."""
+    waiting exactly ``refill_ms / capacity`` (or ``refill_ms``) can leave 0.9999999 of a token.
+    The error grows with the clock's magnitude (its ulp), so the slack does too."""
     return 1e-9 + 16 * math.ulp(now_ms) * capacity / refill_ms
 
 
@@ -48,9 +48,3 @@ class TokenBucket:
             self.tokens = max(0.0, self.tokens - 1.0)
             return True
         return False
-
-    def retry_after_ms(self, now_ms: float) -> float:
-        """How long until the next token is available (0 if one is available now)."""
-        self._refill(now_ms)
-        missing = max(0.0, 1.0 - self.tokens)
-        return missing * self.refill_ms / self.capacity
