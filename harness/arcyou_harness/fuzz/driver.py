@@ -225,6 +225,9 @@ class Fuzzer:
         await ws.send_message(orjson.dumps(frame).decode())
         report.bystander_sent += 1
         message_id: int | None = None
+        # The live event may overtake the reply (docs/protocol.md: it "normally" comes after):
+        # the commit wakes the worker before the send's result reaches this connection's task.
+        seen_before_reply: set[int] = set()
         with trio.move_on_after(timeout_s):
             while True:
                 obj = orjson.loads(await ws.get_message())
@@ -235,10 +238,16 @@ class Fuzzer:
                     message_id = obj["message_id"]
                     report.sends_ok += 1
                     report.sent_ids.add(message_id)
+                    if message_id in seen_before_reply:
+                        report.bystander_received += 1
+                        report.latencies.append(trio.current_time() - started)
+                        return
                     continue
                 if obj.get("roomId") != room:
                     _note(report.leaks, f"bystander got an event of {obj.get('roomId')}")
-                if message_id is not None and obj["message"]["id"] == message_id:
+                if message_id is None:
+                    seen_before_reply.add(obj["message"]["id"])
+                elif obj["message"]["id"] == message_id:
                     report.bystander_received += 1
                     report.latencies.append(trio.current_time() - started)
                     return
