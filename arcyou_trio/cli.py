@@ -1,4 +1,4 @@
-"""The ``arcyou-trio`` command: ``gateway``, ``worker``, ``migrate``, ``dev`` and ``client``.
+"""The ``arcyou-trio`` command: ``gateway``, ``worker``, ``api``, ``migrate``, ``dev``, ``client``.
 
 Startup problems are reported as one line on stderr, never a traceback, with exit code 2: a
 bad setting (naming the variable), a port in use, a bad ``--url``, a gateway or (for
@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("gateway", help="run the WebSocket gateway")
     sub.add_parser("worker", help="run the outbox worker")
+    sub.add_parser("api", help="run the HTTP API (HOST:API_PORT)")
     sub.add_parser("migrate", help="apply database migrations and exit")
 
     dev = sub.add_parser(
@@ -64,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from arcyou_trio.gateway.__main__ import main as gateway_main
 
         return gateway_main([])
+    if args.command == "api":
+        from arcyou_trio.api.__main__ import main as api_main
+
+        return api_main([])
     if args.command == "worker":
         from arcyou_trio.worker.__main__ import main as worker_main
 

@@ -60,6 +60,8 @@ class Settings:
     redis_url: str = _env("REDIS_URL", "redis://127.0.0.1:6379/0", secret=True)
     host: str = _env("HOST", "0.0.0.0")
     port: int = _env("PORT", 8080, validator=_port)
+    # The HTTP API (python -m arcyou_trio.api) listens on HOST:API_PORT.
+    api_port: int = _env("API_PORT", 8081, validator=_port)
     jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
     # A JSON Web Key Set file (RFC 7517), instead of JWT_PUBLIC_KEY: tokens pick their key by
     # `kid`. Read once, when the gateway starts.

@@ -193,6 +193,7 @@ LAYERS: dict[str, int] = {
     "bus": 4,
     "gateway": 5,
     "worker": 5,
+    "api": 5,
     "migrate": 5,
     "client": 6,
     "devstack": 6,
