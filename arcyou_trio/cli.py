@@ -11,8 +11,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def _token(args: argparse.Namespace) -> int:
+    from arcyou_trio.tokens import TokenError, mint_token
+
+    try:
+        pem = args.key.read_bytes()
+        token = mint_token(
+            pem,
+            args.user,
+            ttl_s=args.ttl_s,
+            kid=args.kid,
+            issuer=args.issuer,
+            audience=args.audience,
+        )
+    except OSError as exc:
+        print(f"arcyou-trio token: cannot read --key {args.key}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except TokenError as exc:
+        print(f"arcyou-trio token: --key {args.key}: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
         help="how the banner tells you to run the client (nox -s dev sets 'nox -s client --')",
     )
 
+    token = sub.add_parser("token", help="sign a JWT for a user with a private key (PEM)")
+    token.add_argument(
+        "--key", type=Path, required=True, help="private key file (PEM, no passphrase)"
+    )
+    token.add_argument("--user", type=uuid.UUID, required=True, help="the user's UUID (sub)")
+    token.add_argument("--ttl-s", type=int, default=3600, help="seconds until it expires")
+    token.add_argument("--kid", help="key id header, to pick the key from a JWKS")
+    token.add_argument("--issuer", help="iss claim (match JWT_ISSUER)")
+    token.add_argument("--audience", help="aud claim (match JWT_AUDIENCE)")
+
     client = sub.add_parser("client", help="talk to a gateway: quick test or interactive chat")
     client.add_argument("--url", default="ws://127.0.0.1:8080", help="gateway WebSocket URL")
     client.add_argument("--user", required=True, help="user id (the token in dev mode)")
@@ -56,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from arcyou_trio.client.cli import run_client
 
         return run_client(args)
+    if args.command == "token":
+        return _token(args)
     if args.command == "dev":
         from arcyou_trio.devstack.launcher import run_dev
 

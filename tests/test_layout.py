@@ -189,6 +189,7 @@ LAYERS: dict[str, int] = {
     "protocol": 2,
     "runner": 2,
     "auth": 3,
+    "tokens": 3,
     "store": 4,
     "bus": 4,
     "gateway": 5,

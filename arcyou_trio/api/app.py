@@ -12,7 +12,7 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="arcyou-trio API",
         version="0.1.0",
-        description="Rooms, members and history of arcyou-trio (docs/api.md).",
+        description="Rooms, members and history of arcyou-trio (docs/api.md in the repository).",
     )
 
     @app.get("/health", summary="Liveness: the process serves requests")
