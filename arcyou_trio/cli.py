@@ -1,4 +1,5 @@
-"""The ``arcyou-trio`` command: ``gateway``, ``worker``, ``api``, ``migrate``, ``dev``, ``client``.
+"""The ``arcyou-trio`` command: services (``gateway``, ``worker``, ``api``, ``migrate``, ``dev``),
+and tools (``client``, ``token``, and ``rooms``, ``members``, ``history`` on the HTTP API).
 
 Startup problems are reported as one line on stderr, never a traceback, with exit code 2: a
 bad setting (naming the variable), a port in use, a bad ``--url``, a gateway or (for
@@ -49,12 +50,13 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser(
         "dev",
-        help="run migrate, gateway and worker in one process (local servers if no URLs are set)",
+        help="run migrate, gateway, worker and API in one process (local servers if no URLs set)",
     )
     dev.add_argument("--data-dir", type=Path, help="where local server data lives")
     dev.add_argument("--fresh", action="store_true", help="start from empty data")
     dev.add_argument("--no-sample", action="store_true", help="do not create the sample room")
     dev.add_argument("--port", type=int, help="gateway port (default: PORT or 8080)")
+    dev.add_argument("--api-port", type=int, help="HTTP API port (default: API_PORT or 8081)")
     dev.add_argument(
         "--client-command",
         default="arcyou-trio client",
@@ -80,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         "--send", metavar="TEXT", help="send TEXT, print its live event and exit (quick test)"
     )
     client.add_argument("--timeout-s", type=float, default=10.0, help="quick-test time limit")
+
+    from arcyou_trio.client.api_cli import add_arguments
+
+    add_arguments(sub)
     return parser
 
 
@@ -92,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_client(args)
     if args.command == "token":
         return _token(args)
+    if args.command in ("rooms", "members", "history"):
+        from arcyou_trio.client.api_cli import run_api_command
+
+        return run_api_command(args)
     if args.command == "dev":
         from arcyou_trio.devstack.launcher import run_dev
 

@@ -53,6 +53,48 @@ class MigrationError(StoreError):
     """A schema migration failed or the migration table is inconsistent."""
 
 
+class RoomError(ArcyouError):
+    """The store refused a request about a room (the HTTP API maps these to 404/403/409/422)."""
+
+
+class NotFound(RoomError):
+    """No such room, member or message, or the caller is not a member of the room (a room one
+    is not in answers as one that does not exist: existence is not revealed)."""
+
+
+class RoleRequired(RoomError):
+    """The caller is a member of the room but its role does not allow the change."""
+
+
+class Conflict(RoomError):
+    """The change contradicts the room's state: its last owner leaving or demoted, a closed
+    room changed."""
+
+
+class OutOfRange(RoomError):
+    """A value names something past what exists (a read mark ahead of the room), with the
+    request ``field`` it came from."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class ApiError(ArcyouError):
+    """The HTTP API answered a client's request with an error (its problem document's
+    ``status`` and ``detail``)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ApiUnreachable(ArcyouError):
+    """The HTTP API could not be reached (wrong URL, not running)."""
+
+
 class BusError(ArcyouError):
     """Base of errors raised by the Redis adapter."""
 

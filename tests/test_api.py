@@ -10,7 +10,9 @@ import attrs
 import trio
 
 from arcyou_trio.api import serve_api
+from arcyou_trio.auth import verifier_from_settings
 from arcyou_trio.config import Settings
+from arcyou_trio.store import Store
 from tests.test_cli_errors import run, taken_port
 from tests.test_entrypoints import base_env
 
@@ -33,11 +35,13 @@ def port_of(binds: list[str]) -> int:
     return int(binds[0].rsplit(":", 1)[1])
 
 
-async def test_health_openapi_and_docs(settings: Settings) -> None:
+async def test_health_openapi_and_docs(settings: Settings, store: Store) -> None:
     settings = attrs.evolve(settings, api_port=0)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve_api, settings)
+            binds = await nursery.start(
+                serve_api, settings, store, verifier_from_settings(settings)
+            )
             port = port_of(binds)
             status, body = await http_get(port, "/health")
             assert status == "HTTP/1.1 200" and json.loads(body) == {"ok": True}
@@ -52,12 +56,13 @@ async def test_health_openapi_and_docs(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_stopping_ends_the_server(settings: Settings) -> None:
+async def test_stopping_ends_the_server(settings: Settings, store: Store) -> None:
     settings = attrs.evolve(settings, api_port=0, shutdown_grace_ms=1000)
     stopping = trio.Event()
+    verifier = verifier_from_settings(settings)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(serve_api, settings, stopping)
+            binds = await nursery.start(serve_api, settings, store, verifier, stopping)
             stopping.set()
         # serve_api returned by itself: the port is free again.
         with socket.socket() as sock:
@@ -67,7 +72,11 @@ async def test_stopping_ends_the_server(settings: Settings) -> None:
 async def test_api_on_a_taken_port(database_url: str, redis_url: str) -> None:
     with taken_port() as port:
         env = base_env(
-            DATABASE_URL=database_url, REDIS_URL=redis_url, HOST="127.0.0.1", API_PORT=str(port)
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            HOST="127.0.0.1",
+            API_PORT=str(port),
+            JWT_PUBLIC_KEY="dev-placeholder",
         )
         line = await run("arcyou_trio", "api", env=env)
     assert f"127.0.0.1:{port}" in line and "API_PORT" in line

@@ -46,8 +46,8 @@ SEED_VARIABLES = {
 }
 # Seed §9 (with migrate before the services, as in docs/operations.md).
 START_ORDER = ["postgres", "pgbouncer", "redis", "migrate", "gateway", "worker"]
-APP_SERVICES = ("migrate", "gateway", "worker")
-LONG_RUNNING = ("postgres", "pgbouncer", "redis", "gateway", "worker")
+APP_SERVICES = ("migrate", "gateway", "worker", "api")
+LONG_RUNNING = ("postgres", "pgbouncer", "redis", "gateway", "worker", "api")
 
 K8S_KINDS = {
     "configmap.yaml": ("v1", "ConfigMap"),
@@ -56,6 +56,8 @@ K8S_KINDS = {
     "gateway-deployment.yaml": ("apps/v1", "Deployment"),
     "gateway-service.yaml": ("v1", "Service"),
     "worker-deployment.yaml": ("apps/v1", "Deployment"),
+    "api-deployment.yaml": ("apps/v1", "Deployment"),
+    "api-service.yaml": ("v1", "Service"),
     "kustomization.yaml": ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
 }
 IMAGE_UID = 10001
@@ -205,7 +207,7 @@ def stages() -> list[list[tuple[str, str]]]:
 
 
 def test_compose_has_the_seed_services() -> None:
-    assert set(services()) == set(START_ORDER)
+    assert set(services()) == {*START_ORDER, "api"}
     assert "version" not in compose(), "the top-level version key is obsolete"
 
 
@@ -226,6 +228,7 @@ def test_compose_start_order_and_conditions() -> None:
             "migrate": "service_completed_successfully",
             "gateway": "service_healthy",
         },
+        "api": {"pgbouncer": "service_healthy", "migrate": "service_completed_successfully"},
     }
     actual = {
         name: {dep: spec["condition"] for dep, spec in depends(name).items()} for name in services()
@@ -253,17 +256,23 @@ def test_compose_images_and_build() -> None:
     assert svc["redis"]["image"].startswith("redis:7")
     assert "pgbouncer" in svc["pgbouncer"]["image"]
     images = {svc[name]["image"] for name in APP_SERVICES}
-    assert len(images) == 1, f"migrate, gateway and worker run different images: {images}"
+    assert len(images) == 1, f"the app services run different images: {images}"
     for name in APP_SERVICES:
         build = svc[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
         assert svc[name]["env_file"] in (".env", [".env"])
-    assert [svc[name]["command"] for name in APP_SERVICES] == [["migrate"], ["gateway"], ["worker"]]
+    assert [svc[name]["command"] for name in APP_SERVICES] == [
+        ["migrate"],
+        ["gateway"],
+        ["worker"],
+        ["api"],
+    ]
 
 
 def test_compose_ports() -> None:
     svc = services()
     assert svc["gateway"]["ports"] == ["8080:8080"]
+    assert svc["api"]["ports"] == ["8081:8081"]
     # The data services are published on the host's loopback only, at the seed's ports.
     assert svc["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
     assert svc["pgbouncer"]["ports"] == ["127.0.0.1:6432:6432"]
@@ -289,6 +298,8 @@ def test_compose_healthchecks() -> None:
     assert gateway[:3] == ["CMD", "python", "-c"]
     assert "urllib" in gateway[3] and "http://127.0.0.1:8080/health" in gateway[3]
     assert "curl" not in " ".join(gateway)
+    api = svc["api"]["healthcheck"]["test"]
+    assert api[:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:8081/health" in api[3]
 
     for name in ("migrate", "worker"):
         # The image's HEALTHCHECK is the gateway's; these serve no HTTP.
@@ -333,7 +344,7 @@ def test_compose_gateway_healthcheck_probe_works(tmp_path: Path) -> None:
 
 
 def test_compose_app_database_and_redis_urls() -> None:
-    for name in ("gateway", "worker"):
+    for name in ("gateway", "worker", "api"):
         env = app_environment(name)
         url = urlsplit(env["DATABASE_URL"])
         assert (url.hostname, url.port) == ("pgbouncer", 6432), name
@@ -379,7 +390,7 @@ def test_compose_restart_policies_and_stop_grace() -> None:
     for name in LONG_RUNNING:
         assert svc[name]["restart"] in ("unless-stopped", "always"), name
     assert svc["migrate"]["restart"] == "no"
-    for name in ("gateway", "worker"):
+    for name in ("gateway", "worker", "api"):
         grace_ms = int(app_environment(name)["SHUTDOWN_GRACE_MS"])
         stop_s = duration_s(svc[name]["stop_grace_period"])
         # Docker's SIGKILL must come after the app's own bounded shutdown.
@@ -532,6 +543,7 @@ def test_k8s_commands() -> None:
         "migrate-job.yaml": ["migrate"],
         "gateway-deployment.yaml": ["gateway"],
         "worker-deployment.yaml": ["worker"],
+        "api-deployment.yaml": ["api"],
     }
 
 
@@ -552,6 +564,24 @@ def test_k8s_labels_and_selectors_match() -> None:
     (service_port,) = service["ports"]
     target = service_port["targetPort"]
     assert ports.get(target, target) == 8080
+
+
+def test_k8s_api_deployment_and_service() -> None:
+    docs = k8s_docs()
+    doc = docs["api-deployment.yaml"]
+    labels = doc["spec"]["template"]["metadata"]["labels"]
+    assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = docs["api-service.yaml"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    gateway_labels = docs["gateway-deployment.yaml"]["spec"]["template"]["metadata"]["labels"]
+    assert not service["selector"].items() <= gateway_labels.items()
+    (container,) = doc["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    (service_port,) = service["ports"]
+    assert ports[service_port["targetPort"]] == 8081
+    assert int(docs["configmap.yaml"]["data"]["API_PORT"]) == 8081
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": 8081}, probe
 
 
 def test_k8s_gateway_deployment() -> None:

@@ -32,6 +32,7 @@ class Dev:
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
         self.port = free_port()
+        self.api_port = free_port()
         self.proc = subprocess.Popen(
             [
                 PY,
@@ -42,6 +43,8 @@ class Dev:
                 str(data_dir),
                 "--port",
                 str(self.port),
+                "--api-port",
+                str(self.api_port),
                 *extra,
             ],
             env=dev_env(),
@@ -63,6 +66,17 @@ class Dev:
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=30)
         return self.proc.returncode, "".join(self.output) + out
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "arcyou_trio.cli", *args],
+        env=dev_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def client(url: str, room: str, user: str, text: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +128,12 @@ async def test_dev_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
             sent = client(url[1], room[1], users[1], "hello from the dev test")
             assert sent.returncode == 0, sent.stdout + sent.stderr
             assert "[live]" in sent.stdout and "hello from the dev test" in sent.stdout
+            # The HTTP API runs too, at the URL the banner prints: the CLI reads the history.
+            api = re.search(r"HTTP API\s+(\S+)", banner)
+            assert api and api[1] == f"http://127.0.0.1:{dev.api_port}", banner
+            history = cli("history", room[1], "--api", api[1], "--user", users[1])
+            assert history.returncode == 0, history.stdout + history.stderr
+            assert "hello from the dev test" in history.stdout
             return room[1], servers, dev.stop()
         finally:
             if dev.proc.poll() is None:

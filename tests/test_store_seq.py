@@ -15,7 +15,16 @@ import trio
 from psycopg import sql
 
 from arcyou_trio.config import Settings
-from arcyou_trio.store import NewMessage, Refusal, Sent, Store, apply_migrations, migrate, send
+from arcyou_trio.store import (
+    Backfill,
+    NewMessage,
+    Refusal,
+    Sent,
+    Store,
+    apply_migrations,
+    migrate,
+    send,
+)
 from arcyou_trio.store.outbox import OUTBOX_CHANNEL
 from tests.conftest import _with_db, db, make_room
 from tests.helpers import send_one, wait_for
@@ -618,7 +627,7 @@ async def test_join_room_starts_after_the_read_mark_or_since_message_id(store: S
     assert ids[1] - ids[0] == 2
 
     backfill = await store.join_room(room, bob, 4)
-    assert backfill is not None
+    assert isinstance(backfill, Backfill)
     assert (backfill.read_upto, backfill.start_seq) == (0, 0)
     assert [m.seq for m in backfill.messages] == [1, 2, 3, 4]
     assert (backfill.upto_seq, backfill.last_seq) == (4, 6)
@@ -627,7 +636,7 @@ async def test_join_room_starts_after_the_read_mark_or_since_message_id(store: S
     # The read mark.
     assert await store.ack(room, bob, ids[2]) == ids[2]
     backfill = await store.join_room(room, bob, 10)
-    assert backfill is not None
+    assert isinstance(backfill, Backfill)
     assert (backfill.read_upto, backfill.start_seq) == (ids[2], 3)
     assert [m.seq for m in backfill.messages] == [4, 5, 6]
     assert (backfill.upto_seq, backfill.last_seq) == (6, 6)
@@ -635,22 +644,22 @@ async def test_join_room_starts_after_the_read_mark_or_since_message_id(store: S
     # since_message_id wins over the read mark; an id between two of the room's messages (or a
     # deleted message's id) starts after the newest message at or below it.
     backfill = await store.join_room(room, bob, 10, since_message_id=ids[4])
-    assert backfill is not None and backfill.start_seq == 5
+    assert isinstance(backfill, Backfill) and backfill.start_seq == 5
     assert backfill.read_upto == ids[4]
     assert [m.id for m in backfill.messages] == [ids[5]]
     backfill = await store.join_room(room, bob, 10, since_message_id=ids[0] + 1)
-    assert backfill is not None and backfill.start_seq == 1
+    assert isinstance(backfill, Backfill) and backfill.start_seq == 1
     delete(url, room, 2)
     backfill = await store.join_room(room, bob, 10, since_message_id=ids[1])
-    assert backfill is not None and backfill.start_seq == 2
+    assert isinstance(backfill, Backfill) and backfill.start_seq == 2
     backfill = await store.join_room(room, bob, 10, since_message_id=0)
-    assert backfill is not None and backfill.start_seq == 0
+    assert isinstance(backfill, Backfill) and backfill.start_seq == 0
     assert [m.seq for m in backfill.messages] == [1, 3, 4, 5, 6]
     backfill = await store.join_room(room, bob, 10, since_message_id=ids[5] + 100)
-    assert backfill is not None
+    assert isinstance(backfill, Backfill)
     assert (backfill.start_seq, backfill.messages, backfill.upto_seq) == (6, [], 6)
 
-    assert await store.join_room(room, uuid.uuid4(), 10) is None
+    assert await store.join_room(room, uuid.uuid4(), 10) is Refusal.NOT_MEMBER
 
 
 # -- migration 0003 on existing data -----------------------------------------------------------
@@ -717,7 +726,7 @@ def test_migration_0003_numbers_existing_messages_and_keeps_duplicates(
             )
 
     with caplog.at_level(logging.WARNING, logger="arcyou_trio.store.migrate"):
-        assert [m.version for m in apply_migrations(url)] == [3]
+        assert [m.version for m in apply_migrations(url)] == [3, 4]
     assert any(
         "3 later message(s) repeated an earlier (room_id, user_id, temp_id)" in r.getMessage()
         for r in caplog.records

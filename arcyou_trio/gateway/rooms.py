@@ -29,6 +29,8 @@ from arcyou_trio.bus import Channels, Subscriber
 from arcyou_trio.config import PubSubMode
 from arcyou_trio.errors import BusTimeout, BusUnavailable, StoreError
 from arcyou_trio.gateway.wireframe import backfill_frames, text_frame
+from arcyou_trio.protocol.messages import ChatMessage
+from arcyou_trio.protocol.system import EVERYONE, Ending, ending_of
 from arcyou_trio.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,12 +40,26 @@ DELIVERIES_PER_TURN = 2000
 
 
 class Member(Protocol):
+    @property
+    def user_id(self) -> uuid.UUID | None:
+        """Whose connection this is."""
+
+    def end_room(self, room_id: uuid.UUID, seq: int) -> None:
+        """The member's delivery of the room ends with the message ``seq`` (its removal, the
+        room's close): nothing after it is delivered, and the member leaves once it has it."""
+
     def deliver_live(self, room_id: uuid.UUID, seq: int, frame: bytes) -> None:
         """Queue one live event frame (never blocks)."""
 
     def resync(self, room_id: uuid.UUID, last_seq: int, *, wait: bool = False) -> None:
         """The room has messages up to ``last_seq``: fill whatever was missed (never blocks);
         with ``wait``, only what is still missing after the gap wait."""
+
+
+def endings_of(page: list[ChatMessage]) -> tuple[tuple[int, Ending], ...]:
+    """The removals and close among messages read from the database, as (seq, whose)."""
+    found = ((m.seq, ending_of(m.type, m.content)) for m in page if m.type == "system")
+    return tuple((seq, ending) for seq, ending in found if ending is not None)
 
 
 @attrs.frozen
@@ -53,6 +69,8 @@ class FramedPage:
     frames: list[tuple[int, bytes]]
     upto_seq: int
     last_seq: int
+    #: (seq, whose delivery ends there) for the page's removals and close.
+    endings: tuple[tuple[int, Ending], ...] = ()
 
 
 @attrs.define(eq=False)
@@ -161,7 +179,10 @@ class RoomHub:
             try:
                 page = await self._store.messages_after(room_id, after_seq, self._page_size)
                 read.result = FramedPage(
-                    backfill_frames(room_id, page.messages), page.upto_seq, page.last_seq
+                    backfill_frames(room_id, page.messages),
+                    page.upto_seq,
+                    page.last_seq,
+                    endings_of(page.messages),
                 )
             except BaseException as exc:
                 read.error = exc
@@ -193,9 +214,11 @@ class RoomHub:
         try:
             event = orjson.loads(data)
             room_id = uuid.UUID(event["roomId"])
-            seq = event["message"]["seq"]
+            message = event["message"]
+            seq = message["seq"]
             if not isinstance(seq, int):
                 raise TypeError("message.seq is not an integer")
+            ending = ending_of(message.get("type"), message.get("content"))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             log.warning("dropping malformed event on %s: %.200s", channel, data)
             return 0
@@ -207,6 +230,8 @@ class RoomHub:
         # Copy: delivering can close a connection, which removes it from the set.
         targets = list(members)
         for member in targets:
+            if ending is EVERYONE or (ending is not None and ending == member.user_id):
+                member.end_room(room_id, seq)
             member.deliver_live(room_id, seq, frame)
         self.deliveries += len(targets)
         return len(targets)

@@ -17,6 +17,10 @@ events and database pages may race in any order and the client still sees each m
 order. Until a join knows where the client starts (:meth:`RoomStream.start`), live events are
 only held. Held events are bounded; beyond the bound they are dropped and fetched from the
 database instead (``known`` remembers that they exist).
+
+A stream can *end* (:meth:`RoomStream.end_at`): the client's membership ended with the message
+of that seq (its removal, the room's close). Nothing after it is delivered, and once everything
+up to it was, :attr:`RoomStream.finished` says the connection should leave the room.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ class RoomStream(Generic[F]):
     filling: bool = False  # a fill from the database is running for this room
     max_held: int = MAX_HELD
     held: dict[int, F] = attrs.Factory(dict)
+    ends_at: int | None = None  # the last seq this client gets of the room
+
+    def end_at(self, seq: int) -> None:
+        """The client gets nothing of this room after ``seq``."""
+        if self.ends_at is None or seq < self.ends_at:
+            self.ends_at = seq
+        for later in [s for s in self.held if s > seq]:
+            del self.held[later]
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended and everything up to its end was delivered."""
+        return self.ends_at is not None and self.delivered >= self.ends_at
+
+    def _beyond(self, seq: int) -> bool:
+        return self.ends_at is not None and seq > self.ends_at
 
     def start(self, start_seq: int, *, follow_on: bool = True) -> list[F]:
         """The client has everything up to ``start_seq``; deliver held events that follow on
@@ -54,6 +74,8 @@ class RoomStream(Generic[F]):
 
     def on_live(self, seq: int, frame: F) -> list[F]:
         """A live event: the frames to send now (possibly none)."""
+        if self._beyond(seq):
+            return []
         self.known = max(self.known, seq)
         if self.started:
             if seq <= self.delivered:
@@ -71,6 +93,9 @@ class RoomStream(Generic[F]):
         the room's last seq when it was read."""
         self.known = max(self.known, last_seq)
         out: list[F] = []
+        if self.ends_at is not None:
+            page = [(seq, frame) for seq, frame in page if seq <= self.ends_at]
+            upto_seq = min(upto_seq, self.ends_at)
         for seq, frame in page:
             if seq > self.delivered:
                 out.append(frame)
@@ -88,7 +113,8 @@ class RoomStream(Generic[F]):
 
     def gap(self) -> int | None:
         """The seq to fill after, when messages known to exist were not delivered."""
-        if self.started and self.known > self.delivered:
+        known = self.known if self.ends_at is None else min(self.known, self.ends_at)
+        if self.started and known > self.delivered:
             return self.delivered
         return None
 

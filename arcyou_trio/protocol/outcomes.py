@@ -20,6 +20,7 @@ from arcyou_trio.protocol.session import FORBIDDEN, UNAUTHORIZED
 UNAVAILABLE = "Service temporarily unavailable"
 REPLY_NOT_FOUND = "reply_to_message_id not found in this room"
 AHEAD_OF_ROOM = "last_read_message_id is ahead of the room's last message"
+ROOM_CLOSED = "Forbidden: room is closed"
 # The field of a failed auth reply that carries AuthError.reason (arcyou_trio.auth.REASONS).
 AUTH_REASON = "reason"
 
@@ -36,12 +37,14 @@ class Refusal(enum.Enum):
     NOT_MEMBER = "not_member"
     REPLY_NOT_FOUND = "reply_not_found"
     AHEAD_OF_ROOM = "ahead_of_room"
+    ROOM_CLOSED = "room_closed"
 
 
 _REFUSAL_ERRORS = {
     Refusal.NOT_MEMBER: FORBIDDEN,
     Refusal.REPLY_NOT_FOUND: REPLY_NOT_FOUND,
     Refusal.AHEAD_OF_ROOM: AHEAD_OF_ROOM,
+    Refusal.ROOM_CLOSED: ROOM_CLOSED,
 }
 
 

@@ -172,5 +172,19 @@ class Session(Generic[F]):
         if stream is not None:
             stream.filling = False
 
+    def end_room(self, room_id: uuid.UUID, seq: int) -> None:
+        """The client's membership of ``room_id`` ended with the message ``seq``."""
+        stream = self.rooms.get(room_id)
+        if stream is not None:
+            stream.end_at(seq)
+
+    def finished(self, room_id: uuid.UUID) -> bool:
+        """The room's stream ended and was delivered up to its end: leave it."""
+        stream = self.rooms.get(room_id)
+        return stream is not None and stream.finished
+
+    def leave(self, room_id: uuid.UUID) -> None:
+        self.rooms.pop(room_id, None)
+
     def is_member_of(self, room_id: uuid.UUID) -> bool:
         return room_id in self.rooms

@@ -28,8 +28,19 @@ import trio
 
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import StoreError, StoreTimeout, StoreUnavailable
-from arcyou_trio.store import messages, outbox, rooms, send
-from arcyou_trio.store.rows import Backfill, OutboxRow, Page, Refusal, Sent
+from arcyou_trio.protocol.messages import ChatMessage
+from arcyou_trio.store import directory, history, messages, outbox, rooms, send
+from arcyou_trio.store.directory import Cursor
+from arcyou_trio.store.rows import (
+    Backfill,
+    MemberView,
+    OutboxRow,
+    Page,
+    Refusal,
+    RoomView,
+    SearchHit,
+    Sent,
+)
 from arcyou_trio.store.send import NewMessage
 
 log = logging.getLogger(__name__)
@@ -204,9 +215,9 @@ class Store:
         user_id: uuid.UUID,
         limit: int,
         since_message_id: int | None = None,
-    ) -> Backfill | None:
+    ) -> Backfill | Refusal:
         """Membership check and the first page after the read mark (or ``since_message_id``),
-        from one snapshot; None when not a member."""
+        from one snapshot; NOT_MEMBER or ROOM_CLOSED instead when so."""
         return await self._run(messages.join_room, room_id, user_id, limit, since_message_id)
 
     async def messages_after(self, room_id: uuid.UUID, after_seq: int, limit: int) -> Page:
@@ -253,6 +264,84 @@ class Store:
 
     async def add_member(self, room_id: uuid.UUID, user_id: uuid.UUID, role: str) -> None:
         await self._run(rooms.add_member, room_id, user_id, role)
+
+    # -- the HTTP API (raise NotFound, RoleRequired, Conflict, OutOfRange) -----------------
+
+    async def api_create_room(
+        self,
+        owner: uuid.UUID,
+        name: str,
+        description: str | None,
+        member_ids: Sequence[uuid.UUID],
+    ) -> RoomView:
+        return await self._run(directory.create_room, owner, name, description, member_ids)
+
+    async def api_list_rooms(
+        self, user: uuid.UUID, limit: int, after: Cursor | None
+    ) -> tuple[list[RoomView], Cursor | None]:
+        return await self._run(directory.list_rooms, user, limit, after)
+
+    async def api_get_room(self, room_id: uuid.UUID, user: uuid.UUID) -> RoomView:
+        return await self._run(directory.get_room, room_id, user)
+
+    async def api_update_room(
+        self, room_id: uuid.UUID, user: uuid.UUID, changes: dict[str, str | None]
+    ) -> RoomView:
+        return await self._run(directory.update_room, room_id, user, changes)
+
+    async def api_close_room(self, room_id: uuid.UUID, user: uuid.UUID) -> None:
+        await self._run(directory.close_room, room_id, user)
+
+    async def api_list_members(
+        self, room_id: uuid.UUID, user: uuid.UUID, limit: int, after: Cursor | None
+    ) -> tuple[list[MemberView], Cursor | None]:
+        return await self._run(directory.list_members, room_id, user, limit, after)
+
+    async def api_put_member(
+        self, room_id: uuid.UUID, actor: uuid.UUID, target: uuid.UUID, role: str | None
+    ) -> tuple[MemberView, bool]:
+        return await self._run(directory.put_member, room_id, actor, target, role)
+
+    async def api_remove_member(
+        self, room_id: uuid.UUID, actor: uuid.UUID, target: uuid.UUID
+    ) -> None:
+        await self._run(directory.remove_member, room_id, actor, target)
+
+    async def api_page(
+        self,
+        room_id: uuid.UUID,
+        user: uuid.UUID,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> tuple[list[ChatMessage], bool]:
+        return await self._run(
+            history.page, room_id, user, before_seq=before_seq, after_seq=after_seq, limit=limit
+        )
+
+    async def api_get_message(
+        self, room_id: uuid.UUID, user: uuid.UUID, message_id: int
+    ) -> ChatMessage:
+        return await self._run(history.get_message, room_id, user, message_id)
+
+    async def api_mark_read(
+        self, room_id: uuid.UUID, user: uuid.UUID, message_id: int
+    ) -> tuple[int, int]:
+        return await self._run(history.mark_read, room_id, user, message_id)
+
+    async def api_search(
+        self,
+        user: uuid.UUID,
+        query: str,
+        *,
+        room_id: uuid.UUID | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[SearchHit], bool]:
+        return await self._run(
+            history.search, user, query, room_id=room_id, offset=offset, limit=limit
+        )
 
     async def ping(self) -> None:
         await self._run(rooms.ping)

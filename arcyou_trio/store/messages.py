@@ -24,8 +24,9 @@ def join_room(
     user_id: uuid.UUID,
     limit: int,
     since_message_id: int | None = None,
-) -> Backfill | None:
-    """Membership check plus backfill from one snapshot; None when not a member.
+) -> Backfill | Refusal:
+    """Membership check plus backfill from one snapshot; a refusal for a non-member or a closed
+    room.
 
     Delivery starts after ``since_message_id`` if given, else after the member's read mark:
     ``start_seq`` is the seq of the newest message with an id at or below it.
@@ -35,20 +36,23 @@ def join_room(
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur.execute(
             """
-            SELECT b.read_upto, COALESCE(
+            SELECT b.closed, b.read_upto, COALESCE(
                 (SELECT m.seq FROM arcyou_chat_messages m
                  WHERE m.room_id = %(room_id)s AND m.id <= b.read_upto
                  ORDER BY m.id DESC LIMIT 1), 0) AS start_seq
-            FROM (SELECT COALESCE(%(since)s::bigint, last_read_message_id, 0) AS read_upto
-                  FROM arcyou_chat_members
-                  WHERE room_id = %(room_id)s AND user_id = %(user_id)s
-                    AND deleted_at IS NULL) b
+            FROM (SELECT COALESCE(%(since)s::bigint, mb.last_read_message_id, 0) AS read_upto,
+                         r.closed_at IS NOT NULL AS closed
+                  FROM arcyou_chat_members mb JOIN arcyou_chat_rooms r ON r.id = mb.room_id
+                  WHERE mb.room_id = %(room_id)s AND mb.user_id = %(user_id)s
+                    AND mb.deleted_at IS NULL) b
             """,
             {"room_id": room_id, "user_id": user_id, "since": since_message_id},
         )
         member = cur.fetchone()
         if member is None:
-            return None
+            return Refusal.NOT_MEMBER
+        if member["closed"]:
+            return Refusal.ROOM_CLOSED
         start_seq = int(member["start_seq"])
         page = _page(cur, room_id, start_seq, limit)
         return Backfill(
@@ -132,6 +136,7 @@ def ack(
             FROM arcyou_chat_rooms r
             WHERE m.room_id = %(room_id)s AND m.user_id = %(user_id)s AND m.deleted_at IS NULL
               AND r.id = m.room_id AND %(id)s <= COALESCE(r.last_message_id, 0)
+              AND r.closed_at IS NULL
             RETURNING m.last_read_message_id
             """,
             {"room_id": room_id, "user_id": user_id, "id": last_read},
@@ -139,15 +144,20 @@ def ack(
         row = cur.fetchone()
         if row is not None:
             return int(row[0])
-        return Refusal.AHEAD_OF_ROOM if _is_member(cur, room_id, user_id) else Refusal.NOT_MEMBER
+        return _why_not(cur, room_id, user_id)
 
 
-def _is_member(cur: psycopg.Cursor[Any], room_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+def _why_not(cur: psycopg.Cursor[Any], room_id: uuid.UUID, user_id: uuid.UUID) -> Refusal:
+    """Why an ack moved nothing: not a member, the room closed, or a mark ahead of it."""
     cur.execute(
         """
-        SELECT 1 FROM arcyou_chat_members
-        WHERE room_id = %s AND user_id = %s AND deleted_at IS NULL
+        SELECT r.closed_at IS NOT NULL FROM arcyou_chat_members mb
+        JOIN arcyou_chat_rooms r ON r.id = mb.room_id
+        WHERE mb.room_id = %s AND mb.user_id = %s AND mb.deleted_at IS NULL
         """,
         (room_id, user_id),
     )
-    return cur.fetchone() is not None
+    row = cur.fetchone()
+    if row is None:
+        return Refusal.NOT_MEMBER
+    return Refusal.ROOM_CLOSED if row[0] else Refusal.AHEAD_OF_ROOM

@@ -107,3 +107,35 @@ class OutboxRow:
     type: str
     payload: dict[str, Any]
     attempts: int
+
+
+@attrs.frozen
+class RoomView:
+    """A room as one member sees it (the HTTP API's room object)."""
+
+    id: uuid.UUID
+    name: str
+    description: str | None
+    created_at: str
+    updated_at: str
+    closed_at: str | None
+    last_seq: int
+    my_role: str
+    unread_count: int
+    last_message: ChatMessage | None
+
+
+@attrs.frozen
+class MemberView:
+    user_id: uuid.UUID
+    role: str
+    last_read_message_id: int | None
+    created_at: str
+
+
+@attrs.frozen
+class SearchHit:
+    room_id: uuid.UUID
+    message: ChatMessage
+    #: HTML: the text escaped, the matches inside ``<mark>``.
+    highlight: str

@@ -15,6 +15,7 @@ one message. The guarantees:
 * a (room, sender, temp_id) is stored once: a repeat, within the batch or of an earlier
   message, stores nothing and gets the original back marked as a duplicate (membership is
   checked first, the reply target after);
+* a send to a closed room gets ``ROOM_CLOSED`` and stores nothing;
 * a ``reply_to`` that does not name a non-deleted message of the same room gets
   ``REPLY_NOT_FOUND`` and stores nothing (it is left out before seqs are drawn: no gap).
 
@@ -68,7 +69,8 @@ OUTBOX_PAYLOAD = """jsonb_build_object(
                   ELSE jsonb_build_object('reply_to_message_id', msg.reply_to_message_id) END)"""
 
 #: Second (and last) statement of the send transaction: store the batch, one row per stored,
-#: duplicate or REPLY_NOT_FOUND item (NULL message columns); non-members get no row.
+#: duplicate, REPLY_NOT_FOUND or ROOM_CLOSED item (NULL message columns); non-members get no
+#: row. A retry of a message stored before its room closed still gets the original back.
 #:
 #: It runs after LOCK_ROOMS, as a statement of its own: its snapshot is taken with every room of
 #: the batch locked, so every message ever sent to them is visible to it (all sends hold the room
@@ -95,6 +97,8 @@ WITH req AS (
            (SELECT d.id FROM arcyou_chat_messages d
             WHERE d.room_id = req.room_id AND d.user_id = req.user_id
               AND d.temp_id = req.temp_id) AS old_id
+           , EXISTS (SELECT 1 FROM arcyou_chat_rooms c
+                     WHERE c.id = req.room_id AND c.closed_at IS NOT NULL) AS closed
     FROM req
     LEFT JOIN arcyou_chat_messages p
       ON p.id = req.reply_to AND p.room_id = req.room_id AND p.deleted_at IS NULL
@@ -106,7 +110,7 @@ WITH req AS (
     -- the requests that store a message.
     SELECT n.*, r.last_seq + row_number() OVER (PARTITION BY n.room_id ORDER BY n.ord) AS seq
     FROM ok n JOIN arcyou_chat_rooms r ON r.id = n.room_id
-    WHERE n.ord = n.first_ord AND n.old_id IS NULL
+    WHERE n.ord = n.first_ord AND n.old_id IS NULL AND NOT n.closed
 ), numbered AS MATERIALIZED (
     -- Ids drawn in request order, so they follow seq order within each room.
     SELECT o.*, nextval(pg_get_serial_sequence('arcyou_chat_messages', 'id')) AS id
@@ -138,7 +142,8 @@ WITH req AS (
     SELECT {MESSAGE_COLUMNS} FROM arcyou_chat_messages
     WHERE id IN (SELECT old_id FROM ok WHERE old_id IS NOT NULL)
 )
-SELECT ok.ord, (ok.old_id IS NOT NULL OR ok.ord > ok.first_ord) AS duplicate, stored.*
+SELECT ok.ord, (ok.old_id IS NOT NULL OR ok.ord > ok.first_ord) AS duplicate, ok.closed
+       AS room_closed, stored.*
 FROM ok
 LEFT JOIN numbered fst ON fst.ord = ok.first_ord AND ok.ord >= ok.first_ord
 LEFT JOIN stored ON stored.id = COALESCE(ok.old_id, fst.id),
@@ -178,7 +183,9 @@ def send_messages(
         cur.execute(SEND, params)
         for row in cur.fetchall():
             if row["id"] is None:
-                results[row["ord"]] = Refusal.REPLY_NOT_FOUND
+                results[row["ord"]] = (
+                    Refusal.ROOM_CLOSED if row["room_closed"] else Refusal.REPLY_NOT_FOUND
+                )
             else:
                 results[row["ord"]] = Sent(message_from_row(row), duplicate=bool(row["duplicate"]))
     return results
