@@ -130,6 +130,14 @@ def client(session: nox.Session) -> None:
     session.run("arcyou-trio", "client", *session.posargs)
 
 
+@nox.session(python=PYTHON)
+def cli(session: nox.Session) -> None:
+    """Any ``arcyou-trio`` command in its own environment, e.g. the HTTP API's:
+    ``nox -s cli -- rooms create general --member <uuid> --user <uuid>``."""
+    install(session, "-e", ".")
+    session.run("arcyou-trio", *session.posargs)
+
+
 @nox.session(python=PYTHON, reuse_venv=False)
 def lock(session: nox.Session) -> None:
     """Rebuild constraints.txt: install everything unpinned into a fresh environment and

@@ -1,8 +1,10 @@
 """Token verification: dev mode (the token is the user's UUID) or signed JWTs.
 
-Pure CPU work, no I/O (except reading ``JWT_JWKS_FILE`` once, at startup). In JWT mode the keys
-come from ``JWT_PUBLIC_KEY`` (one PEM public key) or ``JWT_JWKS_FILE`` (a JSON Web Key Set; a
-token picks its key with the ``kid`` header). Each key's type decides the algorithms it accepts,
+Verifying is pure CPU work; the key set's text is read by :mod:`arcyou_trio.keys`, once at
+startup and then every ``JWT_JWKS_REFRESH_MS`` by :func:`refresh_keys` (rotation without a
+restart). In JWT mode the keys come from ``JWT_PUBLIC_KEY`` (one PEM public key)
+or a JSON Web Key Set (``JWT_JWKS_FILE`` / ``JWT_JWKS_URL``; a token picks its key with the
+``kid`` header). Each key's type decides the algorithms it accepts,
 so a token can never pick ``none`` or an HMAC algorithm keyed with a public key; symmetric
 (``oct``) keys are refused at startup. ``exp`` is required, ``nbf`` and ``iat`` are checked when
 present, ``iss``/``aud`` when configured, and ``sub`` must be a UUID: it becomes the user id.
@@ -14,18 +16,22 @@ gateway sends it to the client next to the seed's ``"Unauthorized"``.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import attrs
 import jwt
+import trio
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from arcyou_trio.config import DEV_PLACEHOLDER, Settings
 from arcyou_trio.errors import AuthError, ConfigError
+from arcyou_trio.keys import jwks_source
+
+log = logging.getLogger(__name__)
 
 # -- reasons: short, stable codes sent to the client in the `reason` field of a failed auth ----
 
@@ -71,17 +77,44 @@ class VerificationKey:
 
 
 def verifier_from_settings(settings: Settings) -> Verifier:
-    """The gateway's verifier; raises ConfigError when the key settings are missing or bad."""
+    """The gateway's and API's verifier; raises ConfigError when the key settings are missing
+    or bad (a key set is read here, once; :func:`refresh_keys` re-reads it)."""
     pem = settings.require_auth_key()
     options: dict[str, Any] = {
         "leeway_s": settings.jwt_leeway_ms / 1000,
         "issuer": settings.jwt_issuer,
         "audience": settings.jwt_audience,
     }
-    if pem is None:
-        assert settings.jwt_jwks_file
-        return Verifier(jwks=read_jwks_file(settings.jwt_jwks_file), **options)
-    return Verifier(pem, **options)
+    if pem is not None:
+        return Verifier(pem, **options)
+    source = jwks_source(settings)
+    assert source is not None
+    variable, read = source
+    return Verifier(jwks=read(), jwks_variable=variable, **options)
+
+
+async def refresh_keys(verifier: Verifier, settings: Settings) -> None:
+    """Re-read the key set every ``JWT_JWKS_REFRESH_MS`` (forever; nothing to do without one).
+
+    A key added to the set is accepted, and a token signed with a removed key refused, within
+    that period. A set that cannot be read or used is logged and the current keys stay.
+    """
+    source = jwks_source(settings)
+    if source is None:
+        return
+    variable, read = source
+    last: str | None = None
+    while True:
+        await trio.sleep(settings.jwt_jwks_refresh_ms / 1000)
+        try:
+            text = await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+            if text != last:
+                count = verifier.replace_keys(text, variable=variable)
+                if last is not None:
+                    log.info("%s reloaded: %d key(s)", variable, count)
+                last = text
+        except ConfigError as exc:
+            log.warning("key set refresh failed, keeping the current keys: %s", exc)
 
 
 class Verifier:
@@ -99,6 +132,7 @@ class Verifier:
         leeway_s: float = 5.0,
         issuer: str | None = None,
         audience: str | None = None,
+        jwks_variable: str = "JWT_JWKS_FILE",
     ) -> None:
         if (jwt_public_key is None) == (jwks is None):
             raise ValueError("give exactly one of jwt_public_key and jwks")
@@ -110,10 +144,20 @@ class Verifier:
         self._keys: tuple[VerificationKey, ...] = ()
         self._select_by_kid = jwks is not None
         if jwks is not None:
-            self._keys = load_jwks(jwks)
-            self._by_kid = {k.kid: k for k in self._keys if k.kid is not None}
+            self.replace_keys(jwks, variable=jwks_variable)
         elif jwt_public_key is not None and not self.dev_mode:
             self._keys = (load_pem_key(jwt_public_key),)
+
+    def replace_keys(
+        self, jwks: str | Mapping[str, Any], *, variable: str = "JWT_JWKS_FILE"
+    ) -> int:
+        """Verify with this key set from now on (key rotation); how many keys it holds.
+        Raises ConfigError naming ``variable`` (and keeps the current keys) if it is unusable."""
+        keys = load_jwks(jwks, variable=variable)
+        # One assignment each, read by verify() as a pair only between awaits: no torn state.
+        self._by_kid = {k.kid: k for k in keys if k.kid is not None}
+        self._keys = keys
+        return len(keys)
 
     def verify(self, token: str) -> uuid.UUID:
         if self.dev_mode:
@@ -223,18 +267,10 @@ def _algorithms_for(key: object) -> tuple[str, tuple[str, ...]]:
     return f"unsupported key type {type(key).__name__}", ()
 
 
-def read_jwks_file(path: str) -> str:
-    """The text of ``JWT_JWKS_FILE``; ConfigError naming it when it cannot be read."""
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("JWT_JWKS_FILE", f"cannot read {path!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("JWT_JWKS_FILE", f"{path!r} is not UTF-8 text") from None
-
-
-def load_jwks(data: str | Mapping[str, Any]) -> tuple[VerificationKey, ...]:
-    """The signing keys of a JWK Set (RFC 7517); ConfigError naming ``JWT_JWKS_FILE`` if unusable.
+def load_jwks(
+    data: str | Mapping[str, Any], *, variable: str = "JWT_JWKS_FILE"
+) -> tuple[VerificationKey, ...]:
+    """The signing keys of a JWK Set (RFC 7517); ConfigError naming ``variable`` if unusable.
 
     Refused: symmetric (``oct``) keys and HMAC algorithms, private key material, keys whose
     ``alg`` does not fit their type, duplicate ``kid``s, and a key without ``kid`` in a set of
@@ -242,7 +278,7 @@ def load_jwks(data: str | Mapping[str, Any]) -> tuple[VerificationKey, ...]:
     """
 
     def bad(problem: str) -> ConfigError:
-        return ConfigError("JWT_JWKS_FILE", problem)
+        return ConfigError(variable, problem)
 
     if isinstance(data, str):
         try:

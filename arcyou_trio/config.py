@@ -63,9 +63,12 @@ class Settings:
     # The HTTP API (python -m arcyou_trio.api) listens on HOST:API_PORT.
     api_port: int = _env("API_PORT", 8081, validator=_port)
     jwt_public_key: str | None = _env("JWT_PUBLIC_KEY", None, secret=True)
-    # A JSON Web Key Set file (RFC 7517), instead of JWT_PUBLIC_KEY: tokens pick their key by
-    # `kid`. Read once, when the gateway starts.
+    # A JSON Web Key Set (RFC 7517), from a file or an http(s) URL, instead of JWT_PUBLIC_KEY:
+    # tokens pick their key by `kid`. Read at startup and again every JWT_JWKS_REFRESH_MS, so
+    # keys rotate without a restart.
     jwt_jwks_file: str | None = _env("JWT_JWKS_FILE", None)
+    jwt_jwks_url: str | None = _env("JWT_JWKS_URL", None)
+    jwt_jwks_refresh_ms: int = _env("JWT_JWKS_REFRESH_MS", 60_000, validator=_positive)
     jwt_issuer: str | None = _env("JWT_ISSUER", None)
     jwt_audience: str | None = _env("JWT_AUDIENCE", None)
     jwt_leeway_ms: int = _env(
@@ -142,21 +145,36 @@ class Settings:
     def dev_auth(self) -> bool:
         """True when tokens are plain user UUIDs (``JWT_PUBLIC_KEY=dev-placeholder`` and no
         ``JWT_JWKS_FILE``)."""
-        return self.jwt_public_key == DEV_PLACEHOLDER and not self.jwt_jwks_file
+        return self.jwt_public_key == DEV_PLACEHOLDER and not self.jwks_variable
+
+    @property
+    def jwks_variable(self) -> str | None:
+        """Which variable names the key set, if one does: JWT_JWKS_FILE or JWT_JWKS_URL."""
+        if self.jwt_jwks_file:
+            return "JWT_JWKS_FILE"
+        if self.jwt_jwks_url:
+            return "JWT_JWKS_URL"
+        return None
 
     def require_auth_key(self) -> str | None:
         """The gateway cannot start without an auth mode chosen explicitly.
 
         Returns ``JWT_PUBLIC_KEY`` (a PEM, or ``dev-placeholder``), or None when the keys come
-        from ``JWT_JWKS_FILE`` instead. A JWKS file wins over ``dev-placeholder`` (the stricter
-        mode: ``arcyou-trio dev`` defaults ``JWT_PUBLIC_KEY`` to the placeholder); a PEM and a
-        JWKS file together are an error.
+        from ``JWT_JWKS_FILE`` or ``JWT_JWKS_URL`` instead. A key set wins over
+        ``dev-placeholder`` (the stricter mode: ``arcyou-trio dev`` defaults ``JWT_PUBLIC_KEY``
+        to the placeholder); a PEM and a key set, or a file and a URL, together are an error.
         """
-        if self.jwt_jwks_file:
+        if self.jwt_jwks_file and self.jwt_jwks_url:
+            raise ConfigError(
+                "JWT_JWKS_URL", "set together with JWT_JWKS_FILE: configure only one of them"
+            )
+        if variable := self.jwks_variable:
             if self.jwt_public_key and self.jwt_public_key != DEV_PLACEHOLDER:
                 raise ConfigError(
-                    "JWT_JWKS_FILE", "set together with JWT_PUBLIC_KEY: configure only one of them"
+                    variable, "set together with JWT_PUBLIC_KEY: configure only one of them"
                 )
+            if self.jwt_jwks_url and not self.jwt_jwks_url.startswith(("http://", "https://")):
+                raise ConfigError("JWT_JWKS_URL", "must be an http:// or https:// URL")
             return None
         if not self.jwt_public_key:
             raise ConfigError(

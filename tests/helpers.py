@@ -43,7 +43,7 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[str, byte
     with trio.fail_after(5):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            request = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
             await stream.send_all(request.encode())
             data = b""
             while chunk := await stream.receive_some(65536):
@@ -53,16 +53,17 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[str, byte
 
 
 async def wait_healthy(port: int) -> None:
-    """Wait until a gateway on ``port`` answers ``GET /health`` with 200 {"ok":true}."""
+    """Wait until a gateway (or the API) on ``port`` answers ``GET /health`` with 200
+    {"ok":true}."""
 
     async def healthy() -> bool:
         try:
             status, body = await http_get(port, "/health")
         except OSError:
             return False
-        return status.endswith("200 OK") and body == b'{"ok":true}'
+        return status.split()[1:2] == ["200"] and body == b'{"ok":true}'
 
-    await wait_for(healthy, what=f"gateway /health on port {port}")
+    await wait_for(healthy, what=f"/health on port {port}")
 
 
 @contextmanager

@@ -396,26 +396,47 @@ async def test_malformed_and_oversized_bodies(api: str) -> None:
         big = await client.post("/v1/rooms", json={"name": "x", "description": "y" * 70_000})
         problem_of(big, 413)
 
-        # Streamed without a Content-Length: refused once the limit passes. (An iterator
-        # object, not an async generator: the client stops reading it when the 413 arrives,
-        # and an unfinished generator would be finalised with a warning.)
-        chunks = _Chunks([b'{"name": "x", "description": "', *[b"z" * 1000] * 100, b'"}'])
-        chunked = await client.post(
-            "/v1/rooms", content=chunks, headers={"content-type": "application/json"}
-        )
-        problem_of(chunked, 413)
+        # Streamed without a Content-Length (chunked, over a raw socket: a client library's
+        # streaming wrapper would be left unfinished by the early answer): refused once the
+        # body passes the limit.
+        status, body = await chunked_post(api, "/v1/rooms", [b"{" + b" " * 1000] * 100)
+        assert status == 413 and b"larger than 65536 bytes" in body
         assert (await client.get("/v1/rooms")).status_code == 200
 
 
-class _Chunks:
-    def __init__(self, parts: list[bytes]) -> None:
-        self._parts = iter(parts)
+async def chunked_post(base_url: str, path: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST ``chunks`` with Transfer-Encoding: chunked; (status, body) of the answer."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, int(port))
+        async with stream:
+            head = (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {uuid.uuid4()}"
+                "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            await stream.send_all(head.encode())
+            try:
+                for chunk in chunks:
+                    await stream.send_all(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await stream.send_all(b"0\r\n\r\n")
+            except trio.BrokenResourceError:
+                pass  # the server answered and closed before the whole body was sent
+            # Read the answer by its Content-Length: hypercorn says "connection: close" but
+            # may keep the socket until its keep-alive timeout.
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < _answer_length(data):
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    break
+                data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
 
-    def __aiter__(self) -> _Chunks:
-        return self
 
-    async def __anext__(self) -> bytes:
-        try:
-            return next(self._parts)
-        except StopIteration:
-            raise StopAsyncIteration from None
+def _answer_length(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(head) + 4 + int(value)
+    return len(data)

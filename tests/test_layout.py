@@ -188,6 +188,7 @@ LAYERS: dict[str, int] = {
     "config": 1,
     "protocol": 2,
     "runner": 2,
+    "keys": 2,
     "auth": 3,
     "tokens": 3,
     "store": 4,

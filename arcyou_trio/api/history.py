@@ -12,7 +12,7 @@ from arcyou_trio.api.deps import Caller, Db, decode_offset, encode_offset
 
 router = APIRouter(tags=["messages"])
 
-Seq = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
+Seq = Annotated[int | None, Query(ge=0, le=schemas.MAX_ID)]
 
 
 @router.get(
@@ -45,7 +45,7 @@ async def list_messages(
 )
 async def get_message(
     room_id: uuid.UUID,
-    message_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    message_id: Annotated[int, Path(ge=1, le=schemas.MAX_ID)],
     user: Caller,
     db: Db,
 ) -> dict[str, Any]:
@@ -75,7 +75,7 @@ async def mark_read(
 async def search(
     user: Caller,
     db: Db,
-    q: Annotated[str, Query(min_length=1, max_length=200, pattern=r"\S")],
+    q: Annotated[str, Query(min_length=1, max_length=200, pattern=schemas.SEARCH_QUERY)],
     room_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

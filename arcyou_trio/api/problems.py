@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from arcyou_trio.api.schemas import PATTERN_PROBLEMS
 from arcyou_trio.errors import (
     AuthError,
     Conflict,
@@ -75,14 +76,20 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "body"
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if pattern in PATTERN_PROBLEMS:
+            return PATTERN_PROBLEMS[pattern]
+    return str(error.get("msg", ""))
+
+
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in details):
         return problem(400, "the request body is not valid JSON")
-    errors = [
-        {"field": _field(e.get("loc", ())), "message": str(e.get("msg", ""))} for e in details
-    ]
+    errors = [{"field": _field(e.get("loc", ())), "message": _message(e)} for e in details]
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem(422, summary or "invalid request", errors=errors)
 
@@ -113,10 +120,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OutOfRange, out_of_range)
 
     def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        if not isinstance(exc, StoreUnavailable):
+            log.error("database error", exc_info=exc)
+            return problem(500, "database error (logged by the server)")
         log.warning("request failed: %s", exc)
-        status = 503 if isinstance(exc, StoreUnavailable) else 500
         return problem(
-            status, "the database is unavailable; retry later", headers={"Retry-After": "1"}
+            503, "the database is unavailable; retry later", headers={"Retry-After": "1"}
         )
 
     app.add_exception_handler(StoreError, unavailable)

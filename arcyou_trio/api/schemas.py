@@ -16,6 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2000
 MAX_MEMBER_IDS = 1000
+#: Ids and seqs are bigints; clients (JavaScript) hold them exactly up to 2^53 - 1.
+MAX_ID = 2**53 - 1
+#: Text PostgreSQL can store: no NUL character.
+NO_NUL = r"^[^\x00]*$"
+#: A search: something other than white space, and no NUL.
+SEARCH_QUERY = r"^[^\x00]*[^\s\x00][^\x00]*$"
+#: What a client is told when its text breaks one of the patterns above.
+PATTERN_PROBLEMS = {
+    NO_NUL: "must not contain NUL characters",
+    SEARCH_QUERY: "must contain a character other than white space, and no NUL characters",
+}
 
 
 class Role(enum.StrEnum):
@@ -29,14 +40,14 @@ class _Strict(BaseModel):
 
 
 class RoomCreate(_Strict):
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS, pattern=NO_NUL)
     member_ids: list[uuid.UUID] = Field(default_factory=list, max_length=MAX_MEMBER_IDS)
 
 
 class RoomUpdate(_Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS, pattern=NO_NUL)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS, pattern=NO_NUL)
 
 
 class MemberPut(_Strict):
@@ -44,7 +55,7 @@ class MemberPut(_Strict):
 
 
 class ReadMark(_Strict):
-    message_id: int = Field(ge=1, le=2**63 - 1)
+    message_id: int = Field(ge=1, le=MAX_ID)
 
 
 class Message(BaseModel):

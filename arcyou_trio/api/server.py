@@ -15,7 +15,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from arcyou_trio.api.app import create_app
-from arcyou_trio.auth import Verifier
+from arcyou_trio.auth import Verifier, refresh_keys
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import PortInUse
 from arcyou_trio.runner import leaves
@@ -64,5 +64,7 @@ async def run_api(
     """The API process: open the store, serve until stopped."""
     if verifier.dev_mode:
         log.warning("JWT_PUBLIC_KEY=dev-placeholder: a bearer token is taken as the user id")
-    async with Store.open(settings) as store:
+    async with Store.open(settings) as store, trio.open_nursery() as nursery:
+        nursery.start_soon(refresh_keys, verifier, settings)
         await serve_api(settings, store, verifier, stopping)
+        nursery.cancel_scope.cancel()

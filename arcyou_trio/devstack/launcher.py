@@ -21,7 +21,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from arcyou_trio.auth import Verifier, verifier_from_settings
+from arcyou_trio.auth import Verifier, refresh_keys, verifier_from_settings
 from arcyou_trio.config import Settings
 from arcyou_trio.devstack.servers import LocalPostgres, LocalRedis
 from arcyou_trio.errors import ArcyouError, ConfigError, StoreUnavailable
@@ -93,6 +93,7 @@ async def serve_dev(
         Bus.open(settings.redis_url) as bus,
         trio.open_nursery() as nursery,
     ):
+        nursery.start_soon(refresh_keys, verifier, settings)
         await nursery.start(OutboxWorker(settings, store, bus).serve)
         gateway_done = trio.Event()
 

@@ -16,7 +16,7 @@ from functools import partial
 import trio
 import trio_websocket
 
-from arcyou_trio.auth import Verifier
+from arcyou_trio.auth import Verifier, refresh_keys
 from arcyou_trio.bus import Bus, Channels
 from arcyou_trio.config import Settings
 from arcyou_trio.errors import PortInUse
@@ -190,5 +190,11 @@ async def run_gateway(
     """The whole gateway process: open the adapters, serve until stopped or cancelled."""
     if verifier.dev_mode:
         log.warning("JWT_PUBLIC_KEY=dev-placeholder: any UUID is accepted as a token (dev only)")
-    async with Store.open(settings) as store, Bus.open(settings.redis_url) as bus:
+    async with (
+        Store.open(settings) as store,
+        Bus.open(settings.redis_url) as bus,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(refresh_keys, verifier, settings)
         await serve_gateway(settings, store, bus, verifier, stopping=stopping)
+        nursery.cancel_scope.cancel()

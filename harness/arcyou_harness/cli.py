@@ -12,6 +12,7 @@ MAINS = {
     "chaos": "arcyou_harness.chaos.cli",
     "fuzz": "arcyou_harness.fuzz.cli",
     "bridge": "arcyou_harness.bridge.run",
+    "apibench": "arcyou_harness.apibench.run",
 }
 
 

@@ -1,0 +1,1 @@
+"""The HTTP API benchmark: history pages, room lists and search over 1M messages."""

@@ -1,0 +1,7 @@
+"""``python -m arcyou_harness.apibench``."""
+
+import sys
+
+from arcyou_harness.apibench.run import main
+
+sys.exit(main())
